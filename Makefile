@@ -1,0 +1,34 @@
+# `make demo` and `make test` set everything up on a fresh machine: a venv at .venv with the
+# pinned CPU build of torch (a looser requirement can pull a multi-GB CUDA build), then the
+# project in editable mode.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.mefeat-installed
+TORCH  ?= torch==2.13.0
+
+.PHONY: setup demo test test-slow lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip "setuptools>=69,<82" wheel
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e ".[test,ray]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/mefeat demo --out demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf demo .pytest_cache

@@ -1,0 +1,1 @@
+"""mefeat command line (click): thin commands over the library."""

@@ -1,0 +1,63 @@
+"""The ``mefeat`` command: a click group whose commands parse, call the library, print.
+
+Library errors (``MefeatError``) become a one-line message and exit status 1; ``--debug``
+shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from mefeat import __version__
+from mefeat.errors import MefeatError
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except MefeatError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mefeat")
+@click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Micro-expression recognition: raw dataset folders → feature store → LOSO benchmarks.
+
+    \b
+    Example:
+      mefeat demo --out demo
+      mefeat extract demo/CASME2 --dataset casme2 \\
+          --annotations demo/CASME2/CASME2-coding-demo.xlsx --store demo/features.zarr
+      mefeat inspect demo/features.zarr
+    """
+    ctx.obj = {"debug": debug}
+
+
+def _register_commands() -> None:
+    # Each command lives in its own module; importing them here keeps `mefeat --help` fast
+    # enough while the heavy libraries load only inside the commands.
+    from . import data_commands, model_commands
+
+    for module in (data_commands, model_commands):
+        for command in module.COMMANDS:
+            cli.add_command(command)
+
+
+_register_commands()
+
+
+def main() -> None:
+    cli(prog_name="mefeat")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""Figures of one sample: key frames, flow, strain and direction maps (supplement Fig. 2/3)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from mefeat.errors import StoreError
+from mefeat.store import FeatureStore
+
+
+def show_sample(store: str | os.PathLike, key: str, *, variant: str = "gt",
+                out: str | os.PathLike) -> None:
+    """Draw ``key``'s onset/apex/offset frames and both phases' maps into a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fs = FeatureStore.open(store)
+    keys = [str(k) for k in fs.column("key")]
+    if key not in keys:
+        near = [k for k in keys if key.split("/")[-1] in k][:5]
+        hint = f"; did you mean {near}?" if near else ""
+        raise StoreError(f"{store}: no sample {key!r}{hint}")
+    i = keys.index(key)
+    var = fs.variant(variant)
+    if not var.done()[i]:
+        raise StoreError(f"{store}: sample {key} has no finished {variant!r} features yet")
+    frames, landmarks = fs.read_frames(key)
+    onset, apex, offset = (int(x) for x in var.group["keyframes"][i])
+    g = var.group
+    fig, axes = plt.subplots(3, 4, figsize=(12, 9))
+    for ax, (title, idx) in zip(axes[0, :3], (("onset", onset), ("apex", apex),
+                                               ("offset", offset)), strict=True):
+        ax.imshow(frames[idx], cmap="gray")
+        ax.set_title(f"{title} (frame {idx})")
+    axes[0, 0].plot(landmarks[:, 0], landmarks[:, 1], ".", ms=2, color="lime")
+    axes[0, 3].imshow(np.abs(frames[apex].astype(int) - frames[onset].astype(int)), cmap="magma")
+    axes[0, 3].set_title("|apex − onset|")
+    for row, phase in ((1, "oa"), (2, "ao")):
+        flow = g[f"flow_{phase}"][i].astype(np.float32)
+        lim = float(np.abs(flow).max()) or 1.0
+        axes[row, 0].imshow(flow[0], cmap="coolwarm", vmin=-lim, vmax=lim)
+        axes[row, 0].set_title(f"u ({phase})")
+        axes[row, 1].imshow(flow[1], cmap="coolwarm", vmin=-lim, vmax=lim)
+        axes[row, 1].set_title(f"v ({phase})")
+        axes[row, 2].imshow(g[f"strain_{phase}"][i][0], cmap="viridis")
+        axes[row, 2].set_title(f"optical strain ({phase})")
+        axes[row, 3].imshow(g[f"dir_{phase}"][i].transpose(1, 2, 0)[..., ::-1])  # BGR → RGB
+        axes[row, 3].set_title(f"direction map ({phase})")
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    fig.suptitle(f"{key} — variant {variant}")
+    fig.tight_layout()
+    fig.savefig(out, dpi=80)
+    plt.close(fig)

@@ -1,0 +1,400 @@
+"""FeatureStore and Variant: the only code that knows the store's layout."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from mefeat import __version__
+from mefeat.datasets._sample import Sample
+from mefeat.errors import StoreError
+
+SCHEMA_VERSION = 1
+
+# samples/ table: column -> zarr dtype. Strings are variable-length UTF-8.
+_SAMPLE_COLUMNS: dict[str, Any] = {
+    "key": str,
+    "dataset": str,
+    "subject": str,
+    "clip": str,
+    "label": "int16",
+    "onset": "int32",
+    "apex": "int32",
+    "offset": "int32",
+    "onset_frame": "int64",
+    "apex_frame": "int64",
+    "offset_frame": "int64",
+    "n_frames": "int32",
+    "emotion": str,
+    "status": str,
+    "error": str,
+}
+# Columns a running extraction updates, chunked one sample a chunk so that each write is
+# its own atomic file.
+_MUTABLE = ("status", "error")
+
+# Feature arrays of a variant: name -> (channels, dtype).
+MAPS: dict[str, tuple[int, str]] = {
+    "flow_oa": (2, "float32"),
+    "flow_ao": (2, "float32"),
+    "strain_oa": (1, "float32"),
+    "strain_ao": (1, "float32"),
+    "mag_oa": (1, "float32"),
+    "mag_ao": (1, "float32"),
+    "dir_oa": (3, "uint8"),
+    "dir_ao": (3, "uint8"),
+}
+
+
+def fingerprint(config: dict[str, Any]) -> str:
+    """Stable short hash of a JSON-able configuration."""
+    blob = json.dumps(config, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _config_diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    diffs = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            diffs += _config_diff(a, b, f"{prefix}{k}.")
+        elif json.dumps(a, default=str) != json.dumps(b, default=str):
+            diffs.append(f"{prefix}{k}: store has {a!r}, this run asks for {b!r}")
+    return diffs
+
+
+class _WriterLock:
+    """An exclusive advisory lock so that two extractions never write one store at once."""
+
+    def __init__(self, root: Path):
+        self.path = root / ".mefeat-writer.lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise StoreError(
+                f"{self.path.parent}: another mefeat process (pid {holder}) is writing this "
+                "store; wait for it to finish (it resumes where it stops) or use another --store"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+class FeatureStore:
+    """A feature store on disk (or any fsspec URL zarr accepts).
+
+    Use ``FeatureStore.open(path)`` to read, ``FeatureStore.create_or_resume(...)`` to
+    write. Readers see only samples whose ``status`` is ``done`` and variant rows whose
+    ``done`` flag is set.
+    """
+
+    def __init__(self, group: zarr.Group, path: str, *, lock: _WriterLock | None = None):
+        self.group = group
+        self.path = path
+        self._lock = lock
+        self._table_cache: dict[str, np.ndarray] | None = None
+
+    # -- opening ---------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | os.PathLike, *, mode: str = "r") -> FeatureStore:
+        """Open an existing store; refuse one written by a newer schema."""
+        path = str(path)
+        try:
+            group = zarr.open_group(path, mode=mode)
+        except (FileNotFoundError, zarr.errors.GroupNotFoundError):
+            raise StoreError(
+                f"{path}: no mefeat store here; make one with `mefeat extract`"
+            ) from None
+        attrs = group.attrs.asdict()
+        if "schema_version" not in attrs:
+            raise StoreError(f"{path}: a Zarr group but not a mefeat store (no schema_version)")
+        if attrs["schema_version"] > SCHEMA_VERSION:
+            raise StoreError(
+                f"{path}: written by a newer mefeat (store schema {attrs['schema_version']}, "
+                f"this mefeat {__version__} reads up to {SCHEMA_VERSION}); upgrade mefeat"
+            )
+        return cls(group, path)
+
+    @classmethod
+    def create_or_resume(
+        cls,
+        path: str | os.PathLike,
+        samples: Sequence[Sample],
+        config: dict[str, Any],
+        *,
+        provenance: dict[str, Any] | None = None,
+    ) -> FeatureStore:
+        """Open ``path`` for writing, creating it for ``samples`` and ``config`` if needed.
+
+        An existing store must have been made with the same ``config`` and the same
+        samples; otherwise a ``StoreError`` names each setting that differs.
+        """
+        path = str(path)
+        lock = _WriterLock(Path(path)) if "://" not in path else None
+        if lock:
+            lock.acquire()
+        try:
+            exists = _exists(path)
+            if exists:
+                store = cls.open(path, mode="r+")
+                store._lock = lock
+                store._check_config(config)
+                store._check_samples(samples)
+                return store
+            # "a", not "w": "w" would delete the lock file we hold. An interrupted creation
+            # is simply written over.
+            group = zarr.open_group(path, mode="a")
+            store = cls(group, path, lock=lock)
+            store._init(samples, config, provenance or {})
+            return store
+        except BaseException:
+            if lock:
+                lock.release()
+            raise
+
+    def close(self) -> None:
+        if self._lock:
+            self._lock.release()
+            self._lock = None
+
+    def __enter__(self) -> FeatureStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _init(self, samples: Sequence[Sample], config: dict[str, Any], prov: dict) -> None:
+        keys = [s.key for s in samples]
+        if len(set(keys)) != len(keys):
+            dup = sorted({k for k in keys if keys.count(k) > 1})
+            raise StoreError(f"duplicate sample keys {dup[:5]}: the reader must make keys unique")
+        table = self.group.require_group("samples")
+        n = len(samples)
+        rows = {
+            "key": keys,
+            "dataset": [s.dataset for s in samples],
+            "subject": [s.subject for s in samples],
+            "clip": [s.clip for s in samples],
+            "label": [-1 if s.label is None else s.label for s in samples],
+            "onset": [s.onset for s in samples],
+            "apex": [s.apex for s in samples],
+            "offset": [s.offset for s in samples],
+            "onset_frame": [s.onset_frame for s in samples],
+            "apex_frame": [s.apex_frame for s in samples],
+            "offset_frame": [s.offset_frame for s in samples],
+            "n_frames": [s.n_frames for s in samples],
+            "emotion": [s.emotion for s in samples],
+            "status": ["pending"] * n,
+            "error": [""] * n,
+        }
+        for name, dtype in _SAMPLE_COLUMNS.items():
+            chunks = (1,) if name in _MUTABLE else (max(n, 1),)
+            arr = table.create_array(name, shape=(n,), dtype=dtype, chunks=chunks,
+                                     overwrite=True)
+            if n:
+                arr[:] = np.asarray(rows[name], dtype=object if dtype is str else dtype)
+        self.group.require_group("frames")
+        self.group.require_group("features")
+        # Attributes last: a store without them is not yet a store.
+        self.group.attrs.update(
+            {
+                "schema_version": SCHEMA_VERSION,
+                "mefeat_version": __version__,
+                "config": config,
+                "fingerprint": fingerprint(config),
+                "provenance": prov,
+            }
+        )
+
+    def _check_config(self, config: dict[str, Any]) -> None:
+        old = self.config
+        if fingerprint(old) != fingerprint(config):
+            diffs = "; ".join(_config_diff(old, config))
+            raise StoreError(
+                f"{self.path} was made with other settings ({diffs}); "
+                "use another --store or the store's own settings"
+            )
+
+    def _check_samples(self, samples: Sequence[Sample]) -> None:
+        keys = list(self.column("key"))
+        new = [s.key for s in samples]
+        if keys != new:
+            missing = sorted(set(new) - set(keys))[:3]
+            extra = sorted(set(keys) - set(new))[:3]
+            raise StoreError(
+                f"{self.path} holds another list of samples ({len(keys)} in the store, "
+                f"{len(new)} now; new e.g. {missing}, gone e.g. {extra}); the annotations "
+                "or the dataset folder changed: use another --store"
+            )
+
+    # -- metadata ----------------------------------------------------------------------
+    @property
+    def attrs(self) -> dict[str, Any]:
+        return self.group.attrs.asdict()
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.attrs.get("config", {})
+
+    def column(self, name: str) -> np.ndarray:
+        if name not in _SAMPLE_COLUMNS:
+            raise KeyError(f"no sample column {name!r}; columns: {list(_SAMPLE_COLUMNS)}")
+        return self.group["samples"][name][:]
+
+    def table(self) -> dict[str, np.ndarray]:
+        """All sample columns as numpy arrays (one bulk read each)."""
+        return {name: self.column(name) for name in _SAMPLE_COLUMNS}
+
+    def __len__(self) -> int:
+        return self.group["samples"]["key"].shape[0]
+
+    def set_status(self, index: int, status: str, error: str = "") -> None:
+        self.group["samples"]["error"][index] = error
+        self.group["samples"]["status"][index] = status
+
+    # -- frames --------------------------------------------------------------------------
+    def has_frames(self, key: str) -> bool:
+        try:
+            return bool(self.group[f"frames/{key}"].attrs.get("done", False))
+        except KeyError:
+            return False
+
+    def write_frames(self, key: str, frames: np.ndarray, landmarks: np.ndarray) -> None:
+        """Write a clip's aligned frames (T, S, S) uint8 and onset landmarks (68, 2)."""
+        grp = self.group.require_group(f"frames/{key}")
+        t, h, w = frames.shape
+        fr = grp.create_array(
+            "frames", shape=frames.shape, dtype="uint8", chunks=(min(t, 16), h, w),
+            overwrite=True,
+        )
+        fr[:] = frames
+        lm = grp.create_array("landmarks", shape=(68, 2), dtype="float32", overwrite=True)
+        lm[:] = landmarks
+        grp.attrs["done"] = True
+
+    def read_frames(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        if not self.has_frames(key):
+            raise StoreError(f"{self.path}: no aligned frames for {key}; run `mefeat extract`")
+        grp = self.group[f"frames/{key}"]
+        return grp["frames"][:], grp["landmarks"][:]
+
+    # -- variants ------------------------------------------------------------------------
+    def variants(self) -> list[str]:
+        return sorted(name for name, _ in self.group["features"].groups())
+
+    def variant(self, name: str) -> Variant:
+        try:
+            return Variant(self.group[f"features/{name}"], name, self)
+        except KeyError:
+            known = ", ".join(self.variants()) or "none"
+            raise StoreError(
+                f"{self.path} has no feature variant {name!r} (it has: {known})"
+            ) from None
+
+    def require_variant(
+        self, name: str, attrs: dict[str, Any], size: int, maps: Iterable[str] = tuple(MAPS)
+    ) -> Variant:
+        """Open variant ``name``, creating it if new; refuse one made with other ``attrs``."""
+        if name in self.variants():
+            var = self.variant(name)
+            old = var.attrs.get("settings", {})
+            if fingerprint(old) != fingerprint(attrs):
+                diffs = "; ".join(_config_diff(old, attrs))
+                raise StoreError(
+                    f"{self.path}: variant {name!r} was made with other settings ({diffs}); "
+                    "give this one another name"
+                )
+            return var
+        n = len(self)
+        grp = self.group.require_group(f"features/{name}")
+        grp.create_array("keyframes", shape=(n, 3), dtype="int32", chunks=(1, 3), fill_value=-1)
+        for m in maps:
+            c, dtype = MAPS[m]
+            grp.create_array(m, shape=(n, c, size, size), dtype=dtype, chunks=(1, c, size, size))
+        grp.create_array("done", shape=(n,), dtype="bool", chunks=(1,), fill_value=False)
+        grp.attrs.update({"settings": attrs, "fingerprint": fingerprint(attrs), "size": size,
+                          "maps": list(maps)})
+        return Variant(grp, name, self)
+
+
+class Variant:
+    """One set of flow features: arrays with the sample axis first, and a ``done`` mask."""
+
+    def __init__(self, group: zarr.Group, name: str, store: FeatureStore):
+        self.group = group
+        self.name = name
+        self.store = store
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        return self.group.attrs.asdict()
+
+    @property
+    def maps(self) -> list[str]:
+        return list(self.attrs.get("maps", []))
+
+    def done(self) -> np.ndarray:
+        return self.group["done"][:]
+
+    def write_sample(self, index: int, keyframes: Sequence[int], maps: dict[str, np.ndarray]):
+        """Write one sample's arrays, then (last) its done flag."""
+        for name, value in maps.items():
+            self.group[name][index] = value
+        self.group["keyframes"][index] = np.asarray(keyframes, dtype=np.int32)
+        self.group["done"][index] = True
+
+    def read(self, names: Iterable[str], *, only_done: bool = True) -> tuple[np.ndarray, dict]:
+        """Bulk-read arrays ``names``; returns (sample indices, {name: array})."""
+        done = self.done()
+        idx = np.flatnonzero(done) if only_done else np.arange(done.size)
+        out = {}
+        for name in names:
+            if name not in self.group:
+                raise StoreError(
+                    f"variant {self.name!r} of {self.store.path} has no array {name!r} "
+                    f"(it has {self.maps})"
+                )
+            arr = self.group[name][:]  # one bulk read, then select
+            out[name] = arr[idx]
+        return idx, out
+
+
+def _exists(path: str) -> bool:
+    """True for a complete store; False for nothing there or a store killed while created.
+
+    A store gets its attributes last, so a group holding only our own (partial) folders
+    and no ``schema_version`` is an interrupted creation that may be started again.
+    """
+    try:
+        group = zarr.open_group(path, mode="r")
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError):
+        return False
+    if "schema_version" in group.attrs:
+        return True
+    children = {name for name, _ in group.members()}
+    if group.attrs.asdict() or not children <= {"samples", "frames", "features"}:
+        raise StoreError(
+            f"{path}: a Zarr group that is not a mefeat store; choose another --store path"
+        )
+    return False
