@@ -1,0 +1,483 @@
+"""Machinery shared by the dataset readers: annotation rows, sheet reading, frame listing.
+
+A reader has two halves. ``parse_annotations(path) -> list[Row]`` reads the annotation file
+alone (no frames needed, so the real spreadsheets can be tested without the datasets), and
+``Reader.read()`` joins each row with its frame folder under ``root`` and turns it into a
+:class:`~mefeat.datasets._sample.Sample`. A row whose clip cannot be built (folder missing
+or empty, key frame not among the files, onset after apex...) becomes a
+:class:`~mefeat.datasets._sample.Dropped` record with the reason; the others go on.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from mefeat.datasets._sample import Dropped, Sample
+from mefeat.errors import AnnotationError, DatasetLayoutError, SampleError
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
+_LAST_NUMBER = re.compile(r"(\d+)(?!.*\d)")
+
+
+class ReadResult(NamedTuple):
+    """What a reader returns: the clips it built and every row it left out, with why."""
+
+    samples: list[Sample]
+    dropped: list[Dropped]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One annotated clip as the annotation file gives it, before frames are looked up.
+
+    Key frames are the dataset's own frame numbers (the numbers in the image file names).
+    ``apex`` is ``None`` where the file has no apex; the reader then applies its apex rule.
+    ``folder`` is the clip's frame folder relative to the reader's root.
+    """
+
+    dataset: str
+    subject: str
+    clip: str
+    onset: int | None
+    apex: int | None
+    offset: int | None
+    emotion: str
+    action_units: tuple[str, ...] = ()
+    folder: tuple[str, ...] = ()
+    source: str = ""
+    label: int | None = None
+    extra: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def key(self) -> str:
+        return f"{self.dataset}/{self.subject}/{self.clip}"
+
+
+# --- reading tables ----------------------------------------------------------------------
+
+
+def _norm(name: Any) -> str:
+    """Column names compared without case or inner/outer blanks ("Onset Frame" == "onsetframe")."""
+    return re.sub(r"\s+", "", str(name)).lower() if name is not None else ""
+
+
+@dataclass(frozen=True)
+class TableRow:
+    """One data row of a sheet: its cells by canonical column name and where it came from."""
+
+    cells: dict[str, Any]
+    source: str
+
+    def __getitem__(self, name: str) -> Any:
+        return self.cells.get(name)
+
+
+def read_table(
+    path: Path,
+    columns: dict[str, Sequence[str]],
+    *,
+    optional: dict[str, Sequence[str]] | None = None,
+    sheet: str | tuple[str, ...] | None = None,
+    header_first_cell: str | None = None,
+    header_search_rows: int = 40,
+) -> list[TableRow]:
+    """Rows of an ``.xlsx`` sheet or a ``.csv`` file, keyed by canonical column names.
+
+    ``columns`` maps a canonical name to the header spellings accepted for it (compared
+    without case and blanks); a missing one raises :class:`AnnotationError` naming the file
+    and the column. ``header_first_cell``: the header is the first row whose first cell is
+    this text (SAMM has 13 rows of notes above its header); otherwise it is the first row.
+    ``sheet``: a name (must exist), a tuple of preferred names (else the first sheet), or
+    ``None`` (the first sheet). Blank rows are skipped. Cells are returned as the file
+    holds them (int, float, str).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AnnotationError(
+            f"annotation file {path} does not exist; pass annotations=<path to the file>"
+        )
+    suffix = path.suffix.lower()
+    if suffix in {".xlsx", ".xlsm"}:
+        raw, where = _xlsx_rows(path, sheet)
+    elif suffix == ".csv":
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            raw = [list(r) for r in csv.reader(fh)]
+        where = str(path)
+    else:
+        raise AnnotationError(
+            f"{path}: unsupported annotation format {suffix!r}; use .xlsx or .csv"
+        )
+
+    header_at = 0
+    if header_first_cell is not None:
+        want = _norm(header_first_cell)
+        for i, r in enumerate(raw[:header_search_rows]):
+            if r and _norm(r[0]) == want:
+                header_at = i
+                break
+        else:
+            raise AnnotationError(
+                f"{where}: no header row starting with {header_first_cell!r} in the first "
+                f"{header_search_rows} rows; is this the right annotation file?"
+            )
+    if not raw:
+        raise AnnotationError(f"{where} is empty; is this the right annotation file?")
+    header = [_norm(c) for c in raw[header_at]]
+
+    index: dict[str, int] = {}
+    for canon, spellings in columns.items():
+        pos = _find_column(header, spellings)
+        if pos is None:
+            raise AnnotationError(
+                f"{where}: column {spellings[0]!r} is missing (header row {header_at + 1} has "
+                f"{[c for c in raw[header_at] if c not in (None, '')]}); "
+                "use the dataset's original annotation file or fix the header"
+            )
+        index[canon] = pos
+    for canon, spellings in (optional or {}).items():
+        pos = _find_column(header, spellings)
+        if pos is not None:
+            index[canon] = pos
+
+    rows = []
+    for i, r in enumerate(raw[header_at + 1 :], start=header_at + 2):
+        if all(c is None or (isinstance(c, str) and not c.strip()) for c in r):
+            continue
+        cells = {canon: (r[pos] if pos < len(r) else None) for canon, pos in index.items()}
+        cells = {k: (v.strip() if isinstance(v, str) else v) for k, v in cells.items()}
+        cells = {k: (None if v == "" else v) for k, v in cells.items()}
+        rows.append(TableRow(cells, f"{path.name} row {i}"))
+    return rows
+
+
+def _find_column(header: list[str], spellings: Sequence[str]) -> int | None:
+    for s in spellings:
+        if _norm(s) in header:
+            return header.index(_norm(s))
+    return None
+
+
+def _xlsx_rows(path: Path, sheet: str | tuple[str, ...] | None) -> tuple[list[list[Any]], str]:
+    import openpyxl  # only readers that open a spreadsheet pay for the import
+
+    try:
+        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl raises many types for a broken or foreign file
+        raise AnnotationError(f"cannot open {path} as an .xlsx workbook: {exc}") from None
+    try:
+        if isinstance(sheet, tuple):
+            # Preferred names, else the first sheet (releases differ: "label" / "Sheet1").
+            ws = next((wb[n] for n in sheet if n in wb.sheetnames), wb.worksheets[0])
+        elif sheet is None:
+            ws = wb.worksheets[0]
+        elif sheet in wb.sheetnames:
+            ws = wb[sheet]
+        else:
+            raise AnnotationError(
+                f"{path} has no sheet {sheet!r} (sheets: {wb.sheetnames}); "
+                "use the dataset's original annotation file"
+            )
+        rows = [list(r) for r in ws.iter_rows(values_only=True)]
+        return rows, f"{path} (sheet {ws.title})"
+    finally:
+        wb.close()
+
+
+# --- cells -------------------------------------------------------------------------------
+
+
+def cell_int(value: Any, *, what: str, source: str, missing: Sequence[str] = ()) -> int | None:
+    """An integer cell; ``None`` for an empty cell or one of the ``missing`` markers ("/").
+
+    Any other non-integer raises :class:`AnnotationError` naming the row.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise AnnotationError(f"{source}: {what} is {value!r}, not a frame number")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    text = str(value).strip()
+    if text in missing or text == "":
+        return None
+    if re.fullmatch(r"[+-]?\d+(\.0+)?", text):
+        return int(float(text))
+    raise AnnotationError(f"{source}: {what} is {value!r}, not a frame number; fix the cell")
+
+
+def cell_text(value: Any) -> str:
+    """A text cell; numbers come back without a trailing ``.0``."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip()
+
+
+def parse_action_units(value: Any) -> tuple[str, ...]:
+    """``"4+L10"`` → ``("4", "L10")``; a bare number (``12``) → ``("12",)``.
+
+    Tokens are kept as the file writes them (side prefixes L/R/A/B, intensity letters,
+    SAMM's "(R6 or R12)"); blanks around ``+`` are dropped.
+    """
+    text = cell_text(value)
+    if not text:
+        return ()
+    return tuple(t.strip() for t in text.split("+") if t.strip())
+
+
+def middle(onset: int, offset: int) -> int:
+    """The apex rule used where a file has no apex: the middle frame, rounded down."""
+    return onset + (offset - onset) // 2
+
+
+# --- frames ------------------------------------------------------------------------------
+
+
+def frame_number(name: str) -> int | None:
+    """The frame number of an image file: the last run of digits in its stem.
+
+    ``img46.jpg`` → 46, ``reg_img46.jpg`` → 46, ``006_05562.jpg`` → 5562,
+    ``image17581039.jpg`` → 17581039. ``None`` when the stem has no digit.
+    """
+    m = _LAST_NUMBER.search(Path(name).stem)
+    return int(m.group(1)) if m else None
+
+
+def list_frames(
+    folder: Path, *, key: str, pattern: re.Pattern[str] | None = None
+) -> list[tuple[int, Path]]:
+    """Image files of a clip folder as ``(frame number, path)``, sorted by frame number.
+
+    Sorting by number, not by name, because names are not zero padded the same way
+    everywhere (CASME II ``img9``/``img10``; SAMM pads to 4 or 5 digits). ``pattern``,
+    when given, must match the whole file name and its group 1 is the frame number.
+    Raises :class:`SampleError` when the folder is missing or has no frames, or when two
+    files carry the same frame number.
+    """
+    if not folder.is_dir():
+        raise SampleError(key, f"frame folder {folder} does not exist")
+    found: dict[int, Path] = {}
+    with os.scandir(folder) as it:
+        for entry in it:
+            p = Path(entry.path)
+            if p.suffix.lower() not in IMAGE_SUFFIXES or not entry.is_file():
+                continue
+            if pattern is not None:
+                m = pattern.fullmatch(p.name)
+                num = int(m.group(1)) if m else None
+            else:
+                num = frame_number(p.name)
+            if num is None:
+                continue
+            if num in found:
+                raise SampleError(
+                    key, f"{found[num].name} and {p.name} in {folder} both are frame {num}"
+                )
+            found[num] = p
+    if not found:
+        what = f" named like {pattern.pattern!r}" if pattern is not None else ""
+        raise SampleError(key, f"frame folder {folder} has no image files{what}")
+    return sorted(found.items())
+
+
+def build_sample(
+    row: Row,
+    root: Path,
+    *,
+    pattern: re.Pattern[str] | None = None,
+    trim: bool = False,
+    apex_rule: str = "middle",
+) -> Sample:
+    """Join one row with its frames under ``root``; raise :class:`SampleError` if impossible.
+
+    Missing onset/offset mean the first/last frame of the folder. A missing apex follows
+    ``apex_rule`` ("middle": the frame number halfway between onset and offset, rounded
+    down, snapped to the nearest existing frame) and is flagged in ``extra["apex_rule"]``.
+    ``trim`` keeps only the frames from onset to offset (long-video folders: SMIC-E,
+    CAS(ME)^3). Key frames must be files of the folder and onset <= apex <= offset.
+    """
+    folder = root.joinpath(*row.folder)
+    frames = list_frames(folder, key=row.key, pattern=pattern)
+    numbers = [n for n, _ in frames]
+    extra = dict(row.extra)
+    onset = numbers[0] if row.onset is None else row.onset
+    offset = numbers[-1] if row.offset is None else row.offset
+    if row.onset is None or row.offset is None:
+        extra.setdefault("keyframe_rule", "onset/offset = first/last frame of the folder")
+    if onset > offset:
+        raise SampleError(row.key, f"onset {onset} is after offset {offset} ({row.source})")
+    if trim:
+        frames = [(n, p) for n, p in frames if onset <= n <= offset]
+        numbers = [n for n, _ in frames]
+        if not frames:
+            raise SampleError(
+                row.key, f"no frame of {folder} lies between onset {onset} and offset {offset}"
+            )
+    apex = row.apex
+    if apex is None:
+        if apex_rule != "middle":
+            raise ValueError(f"unknown apex rule {apex_rule!r}")
+        want = middle(onset, offset)
+        inside = [n for n in numbers if onset <= n <= offset] or numbers
+        apex = min(inside, key=lambda n: (abs(n - want), n))
+        extra["apex_rule"] = "middle of onset..offset (no apex in the annotation)"
+    if not onset <= apex <= offset:
+        raise SampleError(
+            row.key,
+            f"apex {apex} is outside onset..offset {onset}..{offset} ({row.source}); "
+            "fix the annotation",
+        )
+    position = {n: i for i, n in enumerate(numbers)}
+    for name, num in (("onset", onset), ("apex", apex), ("offset", offset)):
+        if num not in position:
+            raise SampleError(
+                row.key,
+                f"{name} frame {num} is not among the frames of {folder} "
+                f"({numbers[0]}..{numbers[-1]}, {len(numbers)} files)",
+            )
+    if row.source:
+        extra.setdefault("source", row.source)
+    return Sample(
+        dataset=row.dataset,
+        subject=row.subject,
+        clip=row.clip,
+        frames=tuple(p for _, p in frames),
+        onset_frame=onset,
+        apex_frame=apex,
+        offset_frame=offset,
+        onset=position[onset],
+        apex=position[apex],
+        offset=position[offset],
+        emotion=row.emotion,
+        action_units=row.action_units,
+        label=row.label,
+        extra=extra,
+    )
+
+
+def drop(row: Row, reason: str) -> Dropped:
+    return Dropped(row.dataset, row.subject, row.clip, reason, row.source)
+
+
+def join_rows(
+    rows: Iterable[Row],
+    root: Path,
+    *,
+    pattern: re.Pattern[str] | None = None,
+    trim: bool = False,
+    check: Callable[[Row, Sample], None] | None = None,
+) -> ReadResult:
+    """Build a Sample for every row; rows that fail (or repeat a key) go to ``dropped``.
+
+    ``check(row, sample)`` may raise to refuse the whole read (the manifest's path rule).
+    """
+    samples: list[Sample] = []
+    dropped: list[Dropped] = []
+    seen: dict[str, str] = {}
+    for row in rows:
+        if row.key in seen:
+            dropped.append(drop(row, f"duplicate of the clip at {seen[row.key]}"))
+            continue
+        seen[row.key] = row.source or row.key
+        try:
+            sample = build_sample(row, root, pattern=pattern, trim=trim)
+        except SampleError as exc:
+            dropped.append(drop(row, exc.reason))
+            continue
+        if check is not None:
+            check(row, sample)
+        samples.append(sample)
+    return ReadResult(samples, dropped)
+
+
+# --- reader base class -------------------------------------------------------------------
+
+
+class Reader:
+    """Base of the dataset classes: checks ``root``/``annotations``, reads once, caches.
+
+    Subclasses set ``name`` and ``annotation_names`` (default file names or globs looked
+    for in ``root``) and implement :meth:`rows` (annotation rows; may also drop some) and
+    optionally :meth:`_join`.
+    """
+
+    name: str = ""
+    annotation_names: tuple[str, ...] = ()
+
+    def __init__(self, root: str | os.PathLike, *, annotations: str | os.PathLike | None = None):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise DatasetLayoutError(
+                f"{self.name} root {self.root} is not a folder; pass the folder drawn in "
+                f"the {type(self).__name__} docstring"
+            )
+        self.annotations = self._find_annotations(annotations)
+        self._result: ReadResult | None = None
+
+    def _find_annotations(self, annotations: str | os.PathLike | None) -> Path | None:
+        if not self.annotation_names and annotations is None:
+            return None
+        if annotations is not None:
+            path = Path(annotations)
+            if not path.is_file():
+                raise AnnotationError(
+                    f"{self.name} annotation file {path} does not exist; check the path"
+                )
+            return path
+        found: list[Path] = []
+        for pattern in self.annotation_names:
+            found = sorted(self.root.glob(pattern))
+            if found:
+                break
+        if len(found) == 1:
+            return found[0]
+        names = " or ".join(self.annotation_names)
+        if not found:
+            raise AnnotationError(
+                f"no {self.name} annotation file {names} in {self.root}; put it there or "
+                "pass annotations=<path>"
+            )
+        raise AnnotationError(
+            f"several {self.name} annotation files in {self.root}: "
+            f"{[p.name for p in found]}; pass annotations=<the one to use>"
+        )
+
+    def rows(self) -> tuple[list[Row], list[Dropped]]:
+        raise NotImplementedError
+
+    def _join(self, rows: list[Row]) -> ReadResult:
+        return join_rows(rows, self.root)
+
+    def read(self) -> ReadResult:
+        """Read the annotation file and the frame folders (once; later calls re-use it)."""
+        if self._result is None:
+            rows, dropped = self.rows()
+            result = self._join(rows)
+            self._result = ReadResult(result.samples, dropped + result.dropped)
+        return self._result
+
+    @property
+    def samples(self) -> list[Sample]:
+        return self.read().samples
+
+    @property
+    def dropped(self) -> list[Dropped]:
+        return self.read().dropped
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> Sample:
+        return self.samples[index]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(root={str(self.root)!r})"

@@ -1,0 +1,134 @@
+"""CASME II reader.
+
+Yan, Li, Wang, Zhao, Liu, Chen, Fu, "CASME II: An Improved Spontaneous Micro-Expression
+Database and the Baseline Evaluation", PLOS ONE 9(1): e86041, 2014,
+doi:10.1371/journal.pone.0086041. Column names and known quirks cross-checked with the
+MEB toolkit (github.com/tvaranka/meb, ``meb/datasets/datasets.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from mefeat.datasets._base import (
+    Reader,
+    ReadResult,
+    Row,
+    cell_int,
+    cell_text,
+    join_rows,
+    middle,
+    parse_action_units,
+    read_table,
+)
+from mefeat.datasets._sample import Dropped
+from mefeat.errors import AnnotationError, DatasetLayoutError
+
+DATASET = "casme2"
+FRAME_PATTERNS = {
+    "raw": re.compile(r"img(\d+)\.jpg", re.IGNORECASE),
+    "cropped": re.compile(r"reg_img(\d+)\.jpg", re.IGNORECASE),
+}
+COLUMNS = {
+    "subject": ("Subject",),
+    "filename": ("Filename",),
+    "onset": ("OnsetFrame", "Onset Frame"),
+    "apex": ("ApexFrame", "Apex Frame"),
+    "offset": ("OffsetFrame", "Offset Frame"),
+    "aus": ("Action Units", "AU"),
+    "emotion": ("Estimated Emotion", "Emotion"),
+}
+
+
+def subject_id(value: object, *, source: str = "") -> str:
+    """``"01"``, ``1`` or ``"sub01"`` → ``"sub01"`` (the frame folder's name)."""
+    text = cell_text(value)
+    m = re.fullmatch(r"(?:sub)?0*(\d+)", text, re.IGNORECASE)
+    if not m:
+        raise AnnotationError(f"{source}: Subject {value!r} is not a CASME II subject number")
+    return f"sub{int(m.group(1)):02d}"
+
+
+def parse_annotations(path: str | os.PathLike) -> list[Row]:
+    """Rows of ``CASME2-coding-*.xlsx`` (first sheet), in file order.
+
+    Quirks handled: Subject is text ("01") or a number; the sheet has blank columns; the
+    Action Units cell is a number (``12``) or text (``"4+L10"``); ApexFrame is "/" where
+    the coders gave no apex (sub04/EP12_01f in the 2014-05-08 sheet): the apex is then set
+    to the middle of onset..offset (rounded down) and flagged in ``extra["apex_rule"]``.
+    """
+    rows = []
+    for t in read_table(Path(path), COLUMNS):
+        src = t.source
+        subject = subject_id(t["subject"], source=src)
+        clip = cell_text(t["filename"])
+        if not clip:
+            raise AnnotationError(f"{src}: Filename is empty; fix the sheet")
+        onset = cell_int(t["onset"], what="OnsetFrame", source=src)
+        offset = cell_int(t["offset"], what="OffsetFrame", source=src)
+        apex = cell_int(t["apex"], what="ApexFrame", source=src, missing=("/", "-"))
+        extra = {}
+        if apex is None and onset is not None and offset is not None:
+            apex = middle(onset, offset)
+            extra["apex_rule"] = f"middle of onset..offset (ApexFrame is {t['apex']!r})"
+        rows.append(
+            Row(
+                dataset=DATASET,
+                subject=subject,
+                clip=clip,
+                onset=onset,
+                apex=apex,
+                offset=offset,
+                emotion=cell_text(t["emotion"]).lower(),
+                action_units=parse_action_units(t["aus"]),
+                folder=(subject, clip),
+                source=src,
+                extra=extra,
+            )
+        )
+    return rows
+
+
+class Casme2(Reader):
+    """CASME II: 255 clips of 26 subjects (200 fps).
+
+    Expected layout (``frames="raw"``: CASME2_RAW_selected; ``"cropped"``: Cropped)::
+
+        root/
+        ├── CASME2-coding-20140508.xlsx    (any CASME2-coding-*.xlsx, or annotations=...)
+        ├── sub01/
+        │   ├── EP02_01f/
+        │   │   ├── img46.jpg              (raw)  or  reg_img46.jpg  (cropped)
+        │   │   ├── img47.jpg
+        │   │   └── ...
+        │   └── ...
+        └── sub26/...
+
+    Frame numbers come from the file names; the clip's frames are every matching image of
+    its folder, sorted by number. Reference: Yan et al., PLOS ONE 9(1): e86041, 2014.
+    """
+
+    name = DATASET
+    annotation_names = ("CASME2-coding-*.xlsx",)
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        *,
+        annotations: str | os.PathLike | None = None,
+        frames: str = "raw",
+    ):
+        if frames not in FRAME_PATTERNS:
+            raise DatasetLayoutError(
+                f"CASME II frames must be one of {sorted(FRAME_PATTERNS)}, not {frames!r}"
+            )
+        self.frames = frames
+        super().__init__(root, annotations=annotations)
+
+    def rows(self) -> tuple[list[Row], list[Dropped]]:
+        return parse_annotations(self.annotations), []
+
+    def _join(self, rows: list[Row]) -> ReadResult:
+        return join_rows(rows, self.root, pattern=FRAME_PATTERNS[self.frames])
