@@ -11,11 +11,11 @@ import math
 
 import pytest
 import torch
+
+from mefeat.errors import ModelError
 from mefeat.models import count_params, create_model, get_spec
 from mefeat.models.micro_attention import MABlock
 from mefeat.models.offtanet import NET_TYPES, SelfAttention
-
-from mefeat.errors import ModelError
 
 # name -> (input shape without batch, feature width, official 3-class parameter count)
 FAMILY = {

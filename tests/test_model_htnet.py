@@ -1,0 +1,137 @@
+"""Model-specific tests of HTNet (github.com/wangzhifengharrison/HTNet, ``Model.py``).
+
+The parameter counts of the ablations are those of the official code (counted by running
+it with the same arguments). The full model is built on the meta device where only its
+structure is checked, so these tests stay fast.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mefeat.errors import ModelError
+from mefeat.models import count_params, create_model, get_spec
+from mefeat.models.htnet import Attention, PatchToChannels, _from_blocks, _to_blocks
+
+# builder options -> parameter count of the official HTNet(...) with the same settings.
+OFFICIAL_PARAMS = {
+    (("depths", (2, 2, 10)),): 139_582_982,
+    (("depths", (2, 2, 8)),): 114_429_446,
+    (("depths", (1, 1, 1)), ("dim", 32), ("heads", 2)): 358_406,
+    (("depths", (2, 2, 10)), ("dim", 96), ("heads", 6)): 19_692_102,
+    (("depths", (2, 4)), ("dim", 32), ("heads", 2)): 248_075,
+}
+
+SMALL = {"depths": (1, 1, 1), "dim": 32, "heads": 2}
+
+
+@pytest.mark.parametrize("options", list(OFFICIAL_PARAMS), ids=str)
+def test_parameter_count_matches_official_code(options):
+    with torch.device("meta"):
+        model = create_model("htnet", **dict(options))
+    assert count_params(model) == OFFICIAL_PARAMS[options]
+
+
+def test_spec_is_the_official_configuration():
+    spec = get_spec("htnet")
+    assert spec.params == 139_582_982
+    assert spec.options["depths"] == (2, 2, 10)
+    assert spec.input_shapes == ((3, 28, 28),)
+    assert spec.train["lr"] == 5e-5 and spec.train["epochs"] == 800
+
+
+def test_official_parameter_names():
+    with torch.device("meta"):
+        keys = create_model("htnet").state_dict().keys()
+    for key in (
+        "to_patch_embedding.1.weight",
+        "layers.0.0.pos_emb",
+        "layers.0.0.layers.1.0.fn.to_qkv.weight",
+        "layers.0.0.layers.1.1.fn.net.3.bias",
+        "layers.0.1.1.g",
+        "layers.2.0.layers.9.1.norm.b",
+        "mlp_head.0.g",
+        "mlp_head.2.weight",
+    ):
+        assert key in keys
+    assert len(keys) == 171
+
+
+def test_inner_dim_quirk_of_official_attention():
+    # dim 256 with 3 heads: heads of 85 channels, 255 inner channels, as in Model.py.
+    attn = Attention(256, heads=3)
+    assert attn.to_qkv.weight.shape == (765, 256, 1, 1)
+    assert attn.to_out[0].weight.shape == (256, 255, 1, 1)
+
+
+def test_attention_matches_naive_per_head_loop():
+    torch.manual_seed(0)
+    attn = Attention(12, heads=3).eval()
+    x = torch.randn(2, 12, 2, 3)
+    q, k, v = attn.to_qkv(x).flatten(2).chunk(3, dim=1)  # (B, 12, 6) each
+    heads = []
+    for h in range(3):
+        qh, kh, vh = (t[:, h * 4 : (h + 1) * 4].transpose(1, 2) for t in (q, k, v))
+        weights = torch.softmax(qh @ kh.transpose(1, 2) / 2.0, dim=-1)  # scale 4**-0.5
+        heads.append((weights @ vh).transpose(1, 2))
+    expected = attn.to_out(torch.cat(heads, dim=1).reshape(2, 12, 2, 3))
+    torch.testing.assert_close(attn(x), expected)
+
+
+def test_patch_channel_order_is_row_col_channel():
+    x = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4)
+    out = PatchToChannels(2)(x)
+    assert out.shape == (2, 12, 2, 2)
+    # channel index (p1 * p + p2) * C + c  <->  pixel (h * p + p1, w * p + p2) of channel c
+    for p1 in range(2):
+        for p2 in range(2):
+            for c in range(3):
+                torch.testing.assert_close(
+                    out[:, (p1 * 2 + p2) * 3 + c], x[:, c, p1::2, p2::2], rtol=0, atol=0
+                )
+
+
+def test_blocks_round_trip_and_layout():
+    x = torch.randn(2, 5, 4, 6)
+    blocks = _to_blocks(x, 2)
+    assert blocks.shape == (8, 5, 2, 3)
+    torch.testing.assert_close(blocks[1], x[0, :, :2, 3:])  # sample 0, block row 0, col 1
+    torch.testing.assert_close(blocks[6], x[1, :, 2:, :3])  # sample 1, block row 1, col 0
+    torch.testing.assert_close(_from_blocks(blocks, 2), x)
+
+
+@pytest.mark.parametrize(
+    "options", [SMALL, {"depths": (2, 4), "dim": 32, "heads": 2}, {**SMALL, "dropout": 0.1}]
+)
+def test_ablations_forward_backward(options):
+    torch.manual_seed(0)
+    model = create_model("htnet", **options)
+    x = torch.rand(3, 3, 28, 28) * 255
+    features = model.forward_features(x)
+    assert features.shape == (3, model.num_features)
+    logits = model(x)
+    assert logits.shape == (3, 3)
+    logits.sum().backward()
+    assert model.to_patch_embedding[1].weight.grad is not None
+    assert torch.isfinite(logits).all()
+
+
+def test_forward_is_head_of_features_in_eval():
+    torch.manual_seed(0)
+    model = create_model("htnet", **SMALL).eval()
+    x = torch.rand(2, 3, 28, 28) * 255
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), model.forward_head(model.forward_features(x)))
+
+
+def test_reset_classifier():
+    model = create_model("htnet", **SMALL)
+    model.reset_classifier(5)
+    assert model(torch.rand(2, 3, 28, 28)).shape == (2, 5)
+    assert model.mlp_head[2].out_features == 5
+
+
+def test_unknown_option_is_refused():
+    with pytest.raises(ModelError, match="depth"):
+        create_model("htnet", depth=(1, 1, 1))

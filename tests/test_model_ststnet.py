@@ -1,0 +1,135 @@
+"""Model-specific tests of STSTNet (github.com/christy1206/STSTNet, ``main.py``).
+
+The official per-subject weights (``STSTNet_Weights/<subject>.pth``) are not shipped with
+mefeat; the loading path is tested with a checkpoint written the same way (``torch.save`` of
+the state dict) and with a malicious pickle that must be refused. Set MEFEAT_STSTNET_WEIGHTS
+to a folder of the official weights to also load the real ones.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from mefeat.errors import ModelError
+from mefeat.models import count_params, create_model, get_spec
+from mefeat.train.checkpoints import load_official_state_dict
+
+# The keys of the official model's state_dict (STSTNet() in main.py).
+OFFICIAL_KEYS = {
+    *(f"conv{i}.{p}" for i in (1, 2, 3) for p in ("weight", "bias")),
+    *(
+        f"bn{i}.{p}"
+        for i in (1, 2, 3)
+        for p in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+    ),
+    "fc.weight",
+    "fc.bias",
+}
+
+
+def _trained_like(model: torch.nn.Module) -> torch.nn.Module:
+    # Non-trivial batch-norm statistics, as a trained checkpoint would have.
+    torch.manual_seed(1)
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.rand(16, 3, 28, 28) * 255)
+    return model.eval()
+
+
+def test_parameter_count_and_spec():
+    model = create_model("ststnet")
+    assert count_params(model) == 1_683
+    spec = get_spec("ststnet")
+    assert spec.params == 1_683 and spec.input_shapes == ((3, 28, 28),)
+    assert spec.train["epoch_selection"] == "last"
+
+
+def test_official_parameter_names():
+    assert set(create_model("ststnet").state_dict()) == OFFICIAL_KEYS
+
+
+def test_shapes_and_features():
+    model = create_model("ststnet").eval()
+    x = torch.rand(4, 3, 28, 28) * 255
+    features = model.forward_features(x)
+    assert features.shape == (4, 400)
+    assert model(x).shape == (4, 3)
+    torch.testing.assert_close(model(x), model.forward_head(features))
+
+
+def test_batch_norm_follows_relu():
+    # Official order conv -> ReLU -> BN: with BN in eval at identity statistics and a negative
+    # BN shift, a stream's output can be negative before pooling only if BN comes after ReLU.
+    model = create_model("ststnet").eval()
+    with torch.no_grad():
+        model.bn1.bias.fill_(-1.0)
+        model.conv1.weight.zero_()
+        model.conv1.bias.fill_(-5.0)
+    out = model._stream(torch.zeros(1, 3, 28, 28), model.conv1, model.bn1)
+    torch.testing.assert_close(out, torch.full_like(out, -1.0))
+
+
+def test_dropout_option_and_reset_classifier():
+    model = create_model("ststnet", dropout=0.0)
+    assert model.dropout.p == 0.0
+    model.reset_classifier(5)
+    assert model(torch.rand(2, 3, 28, 28)).shape == (2, 5)
+    model(torch.rand(2, 3, 28, 28)).sum().backward()
+    assert model.conv3.weight.grad is not None
+
+
+def test_torch_saved_state_dict_loads_and_reproduces_outputs(tmp_path):
+    reference = _trained_like(create_model("ststnet"))
+    path = tmp_path / "sub01.pth"
+    torch.save(reference.state_dict(), path)  # exactly how main.py writes its weights
+
+    model = create_model("ststnet")
+    model.load_state_dict(load_official_state_dict(path), strict=True)
+    model.eval()
+    x = torch.rand(5, 3, 28, 28) * 255
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference(x), rtol=0, atol=0)
+
+
+def test_dataparallel_prefix_is_removed(tmp_path):
+    reference = create_model("ststnet")
+    path = tmp_path / "dp.pth"
+    torch.save({f"module.{k}": v for k, v in reference.state_dict().items()}, path)
+    state = load_official_state_dict(path)
+    assert set(state) == OFFICIAL_KEYS
+
+
+class _Exploit:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_malicious_pickle_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    torch.save({"conv1.weight": _Exploit(marker)}, path)
+    with pytest.raises(ModelError, match="evil.pth"):
+        load_official_state_dict(path)
+    assert not marker.exists()
+
+
+def _official_weights() -> Path:
+    folder = os.environ.get("MEFEAT_STSTNET_WEIGHTS")
+    if not folder or not (Path(folder) / "sub01.pth").is_file():
+        pytest.skip("set MEFEAT_STSTNET_WEIGHTS to the official STSTNet_Weights folder")
+    return Path(folder)
+
+
+def test_real_official_checkpoint_loads():
+    folder = _official_weights()
+    model = create_model("ststnet")
+    model.load_state_dict(load_official_state_dict(folder / "sub01.pth"), strict=True)
+    assert int(model.bn1.num_batches_tracked) > 0
