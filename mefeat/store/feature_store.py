@@ -260,7 +260,10 @@ class FeatureStore:
     def column(self, name: str) -> np.ndarray:
         if name not in _SAMPLE_COLUMNS:
             raise KeyError(f"no sample column {name!r}; columns: {list(_SAMPLE_COLUMNS)}")
-        return self.group["samples"][name][:]
+        values = self.group["samples"][name][:]
+        if _SAMPLE_COLUMNS[name] is str:  # zarr gives numpy's StringDType; plain str is simpler
+            return np.array([str(v) for v in values], dtype=object)
+        return values
 
     def table(self) -> dict[str, np.ndarray]:
         """All sample columns as numpy arrays (one bulk read each)."""
@@ -268,6 +271,18 @@ class FeatureStore:
 
     def __len__(self) -> int:
         return self.group["samples"]["key"].shape[0]
+
+    def samples(self) -> list[Sample]:
+        """The store's samples as ``Sample`` records (no frame paths: frames are inside)."""
+        t = self.table()
+        return [
+            Sample(dataset=t["dataset"][i], subject=t["subject"][i], clip=t["clip"][i],
+                   frames=(), onset_frame=int(t["onset_frame"][i]),
+                   apex_frame=int(t["apex_frame"][i]), offset_frame=int(t["offset_frame"][i]),
+                   onset=int(t["onset"][i]), apex=int(t["apex"][i]), offset=int(t["offset"][i]),
+                   emotion=t["emotion"][i], label=None if t["label"][i] < 0 else int(t["label"][i]))
+            for i in range(len(self))
+        ]
 
     def set_status(self, index: int, status: str, error: str = "") -> None:
         self.group["samples"]["error"][index] = error
@@ -335,6 +350,24 @@ class FeatureStore:
         grp.create_array("done", shape=(n,), dtype="bool", chunks=(1,), fill_value=False)
         grp.attrs.update({"settings": attrs, "fingerprint": fingerprint(attrs), "size": size,
                           "maps": list(maps)})
+        return Variant(grp, name, self)
+
+    def write_imported(self, name: str, arrays: dict[str, np.ndarray], attrs: dict[str, Any]):
+        """Write a whole imported variant (every sample done) in one go."""
+        if name in self.variants():
+            raise StoreError(f"{self.path} already has variant {name!r}; import into a new store")
+        n = len(self)
+        grp = self.group.require_group(f"features/{name}")
+        for key, value in arrays.items():
+            if value.shape[0] != n:
+                raise StoreError(f"array {key!r} has {value.shape[0]} rows for {n} samples")
+            arr = grp.create_array(key, shape=value.shape, dtype=value.dtype,
+                                   chunks=(n,) + value.shape[1:])
+            arr[:] = value
+        grp.create_array("done", shape=(n,), dtype="bool", chunks=(n,), fill_value=False)
+        grp.attrs.update({**attrs, "settings": attrs, "maps": sorted(arrays),
+                          "size": int(next(iter(arrays.values())).shape[-1])})
+        grp["done"][:] = True
         return Variant(grp, name, self)
 
 

@@ -1,1 +1,179 @@
-"""mefeat.views."""
+"""Views: what each model eats, derived from a store variant on read, never stored twice.
+
+A view turns a variant's arrays (sample axis first) into the model's input tensors. It
+knows two sources:
+
+* mefeat's own extraction (flows at the stored size, e.g. 224 px): flows are *resized* to
+  the model's size (displacements scaled with the image, so they stay in pixels of the
+  smaller image), never recomputed on tiny images;
+* the official 28×28 PNG features imported with ``mefeat import-features`` (variant
+  attribute ``format`` = ``official-htnet`` or ``official-causalnet``): used as the
+  official code reads them.
+
+The official STSTNet/HTNet image ("u_v_os") holds, as OpenCV reads it (BGR), channel 0 =
+optical strain, 1 = v, 2 = u, each min-max scaled to 0..255 per sample and fed to the model
+as raw floats 0..255. ``uvs_image`` rebuilds that image from our own flows, quantised the
+same way, so both sources give the model the same kind of input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from mefeat.errors import MefeatError
+
+# -- building blocks ---------------------------------------------------------------------
+
+
+def resize_maps(maps: np.ndarray, size: int, *, displacement: bool = False) -> np.ndarray:
+    """Resize (N, C, H, W) maps to (N, C, size, size) by area averaging.
+
+    ``displacement=True`` also scales the values by size/H, for flow components measured
+    in pixels.
+    """
+    n, c, h, w = maps.shape
+    if (h, w) == (size, size):
+        return maps.astype(np.float32, copy=False)
+    out = np.empty((n, c, size, size), np.float32)
+    for i in range(n):
+        for j in range(c):
+            out[i, j] = cv2.resize(maps[i, j].astype(np.float32), (size, size),
+                                   interpolation=cv2.INTER_AREA)
+    if displacement:
+        out *= size / h
+    return out
+
+
+def minmax_uint8(maps: np.ndarray) -> np.ndarray:
+    """Per sample and channel, scale to 0..255 and round, as the official PNGs are.
+
+    A constant channel becomes 0.
+    """
+    lo = maps.min(axis=(2, 3), keepdims=True)
+    hi = maps.max(axis=(2, 3), keepdims=True)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    return np.rint((maps - lo) / span * 255.0).astype(np.float32)
+
+
+def uvs_image(flow: np.ndarray, strain: np.ndarray, size: int = 28) -> np.ndarray:
+    """The official "u_v_os" image from our flows: (N, 3, size, size), BGR = (os, v, u)."""
+    uv = resize_maps(flow, size, displacement=True)
+    os_ = resize_maps(strain, size)
+    return minmax_uint8(np.concatenate([os_, uv[:, 1:2], uv[:, 0:1]], axis=1))
+
+
+# HTNet's fallback points (28-px image) where its face detector finds no face:
+# left eye, right eye, mouth left, mouth right (x, y).
+HTNET_FALLBACK_POINTS = np.array(
+    [[9.53, 11.06], [21.40, 10.92], [10.26, 22.12], [20.58, 22.26]], np.float32
+)
+
+
+def region_points(landmarks: np.ndarray, src_size: int, size: int = 28) -> np.ndarray:
+    """(N, 4, 2) points (eye centres, mouth corners) of 68-point landmarks, at ``size``."""
+    lm = landmarks.astype(np.float32) * (size / src_size)
+    return np.stack([lm[:, 36:42].mean(1), lm[:, 42:48].mean(1), lm[:, 48], lm[:, 54]], 1)
+
+
+def tile_regions(images: np.ndarray, points: np.ndarray, *, half: int = 7) -> np.ndarray:
+    """HTNet/CausalNet region tiling: 2·half-px crops around four points, into one image.
+
+    Layout: [left eye | right eye] over [mouth left | mouth right]. Points are clamped to
+    [half, size-half] and truncated to ints as in the official code. The official code
+    indexes rows by x and columns by y (a transposition quirk); we crop by (row=y, col=x),
+    the geometry the paper describes.
+
+    Args:
+        images: (N, C, S, S); points: (N, 4, 2) as (x, y) in the same pixels.
+    """
+    n, c, s, _ = images.shape
+    pts = np.clip(points, half, s - half).astype(int)
+    out = np.empty((n, c, 4 * half, 4 * half), images.dtype)
+    corners = ((0, 0), (0, 2 * half), (2 * half, 0), (2 * half, 2 * half))
+    for i in range(n):
+        for (x, y), (r, q) in zip(pts[i], corners, strict=True):
+            out[i, :, r:r + 2 * half, q:q + 2 * half] = images[i, :, y - half:y + half,
+                                                               x - half:x + half]
+    return out
+
+
+# -- the views ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class View:
+    """A named recipe from variant arrays to model inputs.
+
+    ``arrays`` are the variant arrays it reads from mefeat's own extraction;
+    ``build(arrays, landmarks, size)`` makes the inputs from them, ``official(arrays,
+    landmarks)`` from an imported official variant (``None``: not supported).
+    """
+
+    name: str
+    arrays: tuple[str, ...]
+    build: Callable[..., tuple[np.ndarray, ...]]
+    official: Callable[..., tuple[np.ndarray, ...]] | None = None
+    official_arrays: tuple[str, ...] = ("image",)
+
+
+VIEWS: dict[str, View] = {}
+
+
+def register_view(view: View) -> View:
+    VIEWS[view.name] = view
+    return view
+
+
+def get_view(name: str) -> View:
+    try:
+        return VIEWS[name]
+    except KeyError:
+        raise MefeatError(f"unknown view {name!r}; views: {sorted(VIEWS)}") from None
+
+
+def _ststnet(a, landmarks, src):
+    return (uvs_image(a["flow_oa"], a["strain_oa"]),)
+
+
+def _htnet(a, landmarks, src):
+    image = uvs_image(a["flow_oa"], a["strain_oa"])
+    return (tile_regions(image, region_points(landmarks, src)),)
+
+
+def _htnet_official(a, landmarks):
+    image = a["image"].astype(np.float32)
+    pts = (np.broadcast_to(HTNET_FALLBACK_POINTS, (len(image), 4, 2))
+           if landmarks is None else landmarks)
+    return (tile_regions(image, pts),)
+
+
+def _uv(size):
+    def build(a, landmarks, src):
+        return (resize_maps(a["flow_oa"], size, displacement=True),)
+    return build
+
+
+def _uv_official(a, landmarks):
+    # Official PNG channels (BGR): 2 = u, 1 = v, min-max scaled; brought to 0..1.
+    img = a["image"].astype(np.float32) / 255.0
+    return (np.ascontiguousarray(img[:, [2, 1]]),)
+
+
+def _uvs(size):
+    def build(a, landmarks, src):
+        uv = resize_maps(a["flow_oa"], size, displacement=True)
+        return (np.concatenate([uv, resize_maps(a["strain_oa"], size)], axis=1),)
+    return build
+
+
+register_view(View("ststnet", ("flow_oa", "strain_oa"), _ststnet,
+                   official=lambda a, lm: (a["image"].astype(np.float32),)))
+register_view(View("htnet", ("flow_oa", "strain_oa"), _htnet, official=_htnet_official))
+register_view(View("offapexnet", ("flow_oa",), _uv(28), official=_uv_official))
+register_view(View("dual_inception", ("flow_oa",), _uv(28), official=_uv_official))
+register_view(View("offtanet", ("flow_oa", "strain_oa"), _uvs(112)))
+register_view(View("micro_attention", ("flow_oa", "strain_oa"), _uvs(224)))

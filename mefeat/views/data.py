@@ -1,0 +1,90 @@
+"""Model inputs from a store, in three lines::
+
+    from mefeat.views.data import load_view
+    data = load_view("features.zarr", variant="gt", view="ststnet")
+    dataset, folds = data.torch_dataset(), data.folds()
+
+One bulk read per array; the folds index into the arrays in memory.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from mefeat.errors import StoreError
+from mefeat.store import FeatureStore
+from mefeat.views import get_view
+
+
+@dataclass
+class ViewData:
+    """A view of a variant: inputs (one array per model input), labels and sample ids."""
+
+    inputs: tuple[np.ndarray, ...]
+    labels: np.ndarray
+    keys: np.ndarray
+    subjects: np.ndarray  # "dataset/subject", the LOSO unit
+    datasets: np.ndarray
+    classes: tuple[str, ...]
+    variant: str
+    view: str
+    official_format: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def torch_dataset(self):
+        """A ``torch.utils.data.TensorDataset`` of (inputs..., label)."""
+        import torch
+        from torch.utils.data import TensorDataset
+
+        return TensorDataset(*(torch.from_numpy(x) for x in self.inputs),
+                             torch.from_numpy(self.labels.astype(np.int64)))
+
+    def folds(self):
+        """Leave-one-subject-out folds: (subject, train indices, test indices)."""
+        from mefeat.train.loso import loso_folds
+
+        return loso_folds(self.subjects)
+
+
+def load_view(store: str | os.PathLike, *, variant: str = "gt", view: str) -> ViewData:
+    """Read the done samples of ``variant`` and build ``view``'s inputs for them."""
+    fs = FeatureStore.open(store)
+    var = fs.variant(variant)
+    v = get_view(view)
+    fmt = var.attrs.get("format")
+    table = fs.table()
+    if fmt:
+        if v.official is None:
+            raise StoreError(
+                f"{store}: variant {variant!r} holds official {fmt} images, which view "
+                f"{view!r} cannot use; extract flows with `mefeat extract` for this model"
+            )
+        names = [a for a in v.official_arrays if a in var.group] + (
+            ["points"] if "points" in var.group else [])
+        idx, arrays = var.read(names)
+        inputs = v.official(arrays, arrays.get("points"))
+    else:
+        idx, arrays = var.read(v.arrays)
+        landmarks = np.stack([fs.read_frames(str(k))[1] for k in table["key"][idx]]) \
+            if len(idx) else np.zeros((0, 68, 2), np.float32)
+        inputs = v.build(arrays, landmarks, int(var.attrs["size"]))
+    labels = table["label"][idx].astype(np.int64)
+    if (labels < 0).any():
+        unlabeled = [str(k) for k in table["key"][idx][labels < 0][:3]]
+        raise StoreError(
+            f"{store}: samples without a class label (e.g. {unlabeled}); extract with "
+            "--labels SCHEME (e.g. megc2019) to train"
+        )
+    datasets = table["dataset"][idx]
+    subjects = np.array([f"{d}/{s}" for d, s in zip(datasets, table["subject"][idx],
+                                                     strict=True)], dtype=object)
+    classes = tuple(fs.attrs.get("classes", []))
+    return ViewData(inputs=tuple(np.ascontiguousarray(x, dtype=np.float32) for x in inputs),
+                    labels=labels, keys=table["key"][idx], subjects=subjects,
+                    datasets=datasets, classes=classes, variant=variant, view=view,
+                    official_format=fmt)

@@ -1,0 +1,178 @@
+"""`extract` end to end on a small demo dataset made from the real face photograph."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from mefeat.cli.main import cli
+from mefeat.demo import build_demo
+from mefeat.run.extract import extract
+from mefeat.store import FeatureStore
+
+SIZE = 112  # small faces keep TV-L1 fast in tests; the flow test covers 224 px
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory):
+    return build_demo(tmp_path_factory.mktemp("demo"), subjects=2, clips=3)
+
+
+@pytest.fixture(scope="session")
+def demo_store(demo_data, tmp_path_factory):
+    store = tmp_path_factory.mktemp("stores") / "demo.zarr"
+    summary = extract(demo_data.root, dataset="casme2", annotations=demo_data.annotations,
+                      store=store, label_scheme="casme2-5", size=SIZE, progress=False)
+    assert len(summary.done) == 6 and not summary.failed
+    return store
+
+
+@pytest.fixture
+def demo_copy(demo_data, tmp_path):
+    root = tmp_path / "CASME2"
+    shutil.copytree(demo_data.root, root)
+    return root, root / demo_data.annotations.name
+
+
+def _run(root, ann, store, **kw):
+    return extract(root, dataset="casme2", annotations=ann, store=store, size=SIZE,
+                   progress=False, **kw)
+
+
+def _arrays(store):
+    fs = FeatureStore.open(store)
+    out = {}
+    for name in fs.variants():
+        g = fs.group[f"features/{name}"]
+        for arr in g.array_keys():
+            out[f"{name}/{arr}"] = g[arr][:]
+    for key in fs.column("key"):
+        if fs.has_frames(key):
+            out[f"frames/{key}"] = fs.read_frames(key)[0]
+    out["status"] = fs.column("status")
+    return out
+
+
+def test_store_holds_every_map(demo_store):
+    fs = FeatureStore.open(demo_store)
+    var = fs.variant("gt")
+    assert var.done().all()
+    for name, shape in {"flow_oa": (2,), "flow_ao": (2,), "strain_oa": (1,),
+                        "dir_ao": (3,), "mag_oa": (1,)}.items():
+        assert var.group[name].shape == (6, *shape, SIZE, SIZE)
+    frames, landmarks = fs.read_frames(str(fs.column("key")[0]))
+    assert frames.dtype == np.uint8 and frames.shape[1:] == (SIZE, SIZE)
+    assert landmarks.shape == (68, 2)
+    assert fs.attrs["provenance"]["mefeat"] and "zarr" in fs.attrs["provenance"]
+    # the motion is at the apex: onset→apex flow is clearly non-zero inside the face
+    mag = var.group["mag_oa"][:]
+    assert mag.max() > 0.5
+
+
+def test_rerun_resumes_without_recomputing(demo_store, demo_data):
+    summary = extract(demo_data.root, dataset="casme2", annotations=demo_data.annotations,
+                      store=demo_store, label_scheme="casme2-5", size=SIZE, progress=False)
+    assert summary.done == [] and len(summary.resumed) == 6
+
+
+def test_other_settings_are_refused(demo_store, demo_data):
+    from mefeat.errors import StoreError
+
+    with pytest.raises(StoreError, match=r"align\.size: store has 112, this run asks for 96"):
+        extract(demo_data.root, dataset="casme2", annotations=demo_data.annotations,
+                store=demo_store, label_scheme="casme2-5", size=96, progress=False)
+
+
+def test_bad_clips_fail_alone_and_are_named(demo_copy, tmp_path):
+    root, ann = demo_copy
+    clips = sorted(p for p in root.glob("sub*/EP*") if p.is_dir())
+    corrupt = sorted(clips[0].glob("*.jpg"))[3]
+    corrupt.write_bytes(b"not a jpeg at all")
+    empty = sorted(clips[1].glob("*.jpg"))[0]
+    empty.write_bytes(b"")
+    summary = _run(root, ann, tmp_path / "s.zarr")
+    assert len(summary.done) == 4
+    msgs = " ".join(summary.failed.values())
+    assert corrupt.name in msgs and "not a readable image" in msgs
+    assert empty.name in msgs and "empty file" in msgs
+    fs = FeatureStore.open(tmp_path / "s.zarr")
+    assert sorted(fs.column("status")) == ["done"] * 4 + ["failed"] * 2
+    # fixing the files and running again finishes the two, keeps the four
+    shutil.copy(sorted(clips[0].glob("*.jpg"))[4], corrupt)
+    shutil.copy(sorted(clips[1].glob("*.jpg"))[1], empty)
+    again = _run(root, ann, tmp_path / "s.zarr")
+    assert len(again.done) == 2 and len(again.resumed) == 4 and not again.failed
+
+
+def test_no_face_is_a_per_sample_error(demo_copy, tmp_path):
+    import cv2
+
+    root, ann = demo_copy
+    clip = sorted(p for p in root.glob("sub*/EP*") if p.is_dir())[2]
+    for f in clip.glob("*.jpg"):
+        cv2.imwrite(str(f), np.full((320, 320), 90, np.uint8))
+    summary = _run(root, ann, tmp_path / "s.zarr")
+    assert len(summary.done) == 5
+    (key, why), = summary.failed.items()
+    assert key.endswith(clip.name) and "no face found" in why
+
+
+def test_new_keyframe_policy_reuses_aligned_frames(demo_data, demo_store, tmp_path):
+    store = tmp_path / "s.zarr"
+    shutil.copytree(demo_store, store)
+    summary = extract(None, dataset="casme2", store=store, keyframes=("noise:10:0",),
+                      progress=False)
+    assert summary.variants == ["noise-std10-s0"]
+    assert len(summary.done) == 6, summary.failed
+    fs = FeatureStore.open(store)
+    kf = fs.variant("noise-std10-s0").group["keyframes"][:]
+    gt = fs.variant("gt").group["keyframes"][:]
+    assert (kf[:, 0] == gt[:, 0]).all() and (kf[:, 1] != gt[:, 1]).any()  # apex moved
+
+
+def test_two_workers_give_the_same_store(demo_data, demo_store, tmp_path):
+    store = tmp_path / "w2.zarr"
+    extract(demo_data.root, dataset="casme2", annotations=demo_data.annotations, store=store,
+            label_scheme="casme2-5", size=SIZE, workers=2, progress=False)
+    a, b = _arrays(demo_store), _arrays(store)
+    assert a.keys() >= b.keys()
+    for k in b:
+        assert np.array_equal(a[k], b[k]), k
+
+
+def test_cli_extract_inspect_show_export(demo_data, demo_store, tmp_path):
+    runner = CliRunner()
+    res = runner.invoke(cli, ["inspect", str(demo_store), "--json"])
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.output)
+    assert info["samples"] == 6 and info["by_dataset"] == {"casme2": 6}
+    assert set(info) >= {"samples", "by_dataset", "by_label", "variants", "failed"}
+    assert info["variants"]["gt"]["done"] == 6
+    key = next(iter(demo_data.apex))
+    res = runner.invoke(cli, ["show", str(demo_store), key, "--out", str(tmp_path / "f.png")])
+    assert res.exit_code == 0 and (tmp_path / "f.png").stat().st_size > 10_000
+    res = runner.invoke(cli, ["export", str(demo_store), "--out", str(tmp_path / "f.h5")])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(cli, ["show", str(demo_store), "casme2/sub99/x", "--out", "x.png"])
+    assert res.exit_code == 1 and "no sample 'casme2/sub99/x'" in res.output
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    runner = CliRunner()
+    res = runner.invoke(cli, ["inspect", str(tmp_path)])
+    assert res.exit_code == 1
+    assert res.output.startswith("error: ") and "Traceback" not in res.output
+    bad = tmp_path / "ann.xlsx"
+    from openpyxl import Workbook
+
+    wb = Workbook()
+    wb.active.append(["Subject", "Filename", "OnsetFrame", "OffsetFrame", "Estimated Emotion"])
+    wb.save(bad)
+    res = runner.invoke(cli, ["extract", str(tmp_path), "--dataset", "casme2",
+                              "--annotations", str(bad), "--store", str(tmp_path / "s.zarr")])
+    assert res.exit_code == 1 and "ApexFrame" in res.output and str(bad) in res.output
