@@ -14,6 +14,7 @@ _MODEL_FILES = (
     "offtanet",
     "mmnet",
     "srmcl",
+    "edmdbn",
 )
 
 for _name in _MODEL_FILES:

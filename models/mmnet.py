@@ -1,0 +1,404 @@
+"""MMNet: the muscle-motion-guided two-branch network.
+
+Li, Sui, Zhu, Zhao, "MMNet: Muscle Motion-Guided Network for Micro-Expression Recognition",
+IJCAI 2022 (arXiv:2201.05297); official code github.com/muse1998/MMNet (``CASME2_3.py``,
+``CA_block.py``, ``PC_module.py``; the repository carries no licence file).
+
+MMNet eats two RGB frames, not optical flow:
+
+* main branch: the apex-minus-onset frame difference goes through a strided 3x3 conv
+  (``conv_act``, 3 -> 180 channels, 224 -> 112) and four continuous-attention (CA) blocks, a
+  ResNet-18-like stack with one block per stage whose spatial attention map is carried from
+  stage to stage (multiplied into the next stage's map after a 3x3/2 max-pool);
+* position-calibration (PC) sub-branch: the onset frame, resized to 14x14, goes through a
+  3-block ViT with 1x1 patches; its 196 tokens, seen as a 512x14x14 map, are *added* to the
+  main branch's last 512x14x14 map; the sum is flattened (100,352 values) and classified by
+  one linear layer.
+
+Module names follow the official code, so an official ``state_dict`` loads as it is.
+
+Deviations of the released code that this module makes explicit (builder options):
+
+``act_groups`` (the ``groups`` bug). ``CASME2_3.py`` builds ``conv_act`` with ``groups=2``
+on a 3-channel input; PyTorch refuses that (``in_channels must be divisible by groups``), so
+the released 3-class script does not run as published. Its sibling ``CASME2_5.py`` uses
+``groups=1``, and ``groups=1`` is the only value that gives the official parameter count
+(9,974,531); it is the default. ``act_groups=3`` is the other value that PyTorch accepts:
+each colour channel of the frame difference gets its own 60 filters (no mixing of R, G and
+B in the first layer), 1,620 instead of 4,860 weights (9,971,291 parameters). A value that
+does not divide 3 and 180 raises ``ModelError``. (The ``ResNet(groups=4)`` default in
+``CA_block.py`` is dead code: it only reaches the second and later block of a stage and
+MMNet has one block per stage.)
+
+``head_width`` (default 5). The released 3-class script keeps the 5-way ``fc`` of the
+5-class script (``nn.Linear(512*196, 5)``) and trains cross-entropy over all five logits
+with labels 0..2. The official count includes those five rows. Here the fc has
+``max(num_classes, head_width)`` rows and ``forward_head`` returns the first
+``num_classes`` logits (so the trainer's loss sees ``num_classes`` logits; the surplus rows
+get no gradient). ``head_width=None`` gives a plain ``num_classes``-wide fc (3 classes:
+9,773,825 parameters).
+
+``keep_unused`` (default True). The official ``MMNet`` holds parameters that ``forward``
+never uses: ``pos`` (1x1 conv + BN), ``head1`` (Linear 12544 -> 38), ``timeembed``, and in
+the PC branch ``cls_token``, ``head`` and ``to_Mask``. They count in the official parameter
+count and appear in official checkpoints, so they are kept by default; ``False`` drops them
+(same outputs; load official checkpoints with ``strict=False``).
+
+``pos_resize_antialias`` (default False). The onset frame is shrunk 224 -> 14 with
+torchvision's ``Resize`` on a tensor: bilinear, and without antialiasing in the torchvision
+of 2022 that the published numbers came from (torchvision >= 0.17 antialiases by default).
+
+No pretrained weights: ``CASME2_3.py`` builds ``MMNet()`` from scratch (its ``--pretrained``
+branch refers to an undefined ``res18`` and is never taken by default).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mefeat.errors import ModelError
+
+from .registry import register
+
+__all__ = ["MMNet", "mmnet"]
+
+_ACT_CHANNELS = 180  # conv_act output width (90 * 2 in the official code)
+_POS_DIM = 512  # PC-branch token width = main-branch last stage width
+_POS_GRID = 14  # the PC branch sees the onset frame at 14 x 14
+
+
+class _DropPath(nn.Module):
+    """Stochastic depth per sample (as in timm / the official ``PC_module.py``)."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.p
+        # floor(keep + U[0,1)) draws the same random numbers as the official code, so a
+        # seeded run reproduces it in training mode too.
+        shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+        mask = (keep + torch.rand(shape, dtype=x.dtype, device=x.device)).floor_()
+        return x.div(keep) * mask
+
+
+class _Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class _Attention(nn.Module):
+    def __init__(self, dim: int, num_heads: int) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.scale = (dim // num_heads) ** -0.5
+        self.qkv = nn.Linear(dim, dim * 3, bias=True)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, n, c = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)
+        attn = ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)
+        return self.proj((attn @ v).transpose(1, 2).reshape(b, n, c))
+
+
+class _Block(nn.Module):
+    """Pre-norm transformer block (LayerNorm eps 1e-6, GELU MLP)."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, drop_path: float) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = _Attention(dim, num_heads)
+        self.drop_path = _DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = _Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x)))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class _PatchEmbed(nn.Module):
+    def __init__(self, in_chans: int, dim: int, patch: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(in_chans, dim, kernel_size=patch, stride=patch)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+class PositionCalibration(nn.Module):
+    """The PC sub-branch (official ``VisionTransformer_POS``): a ViT without class token.
+
+    ``forward`` maps a (B, 3, 14 * patch_size, 14 * patch_size) image to (B, 196, dim)
+    tokens (MMNet: 1x1 patches of a 14x14 image; EDMDBN reuses it with 8x8 patches of 112).
+    """
+
+    def __init__(
+        self,
+        *,
+        dim: int = _POS_DIM,
+        depth: int = 3,
+        num_heads: int = 4,
+        mlp_ratio: float = 2.0,
+        drop_path_rate: float = 0.3,
+        patch_size: int = 1,
+        keep_unused: bool = True,
+    ) -> None:
+        super().__init__()
+        self.patch_embed = _PatchEmbed(3, dim, patch_size)
+        self.pos_embed = nn.Parameter(torch.zeros(1, _POS_GRID * _POS_GRID, dim))
+        rates = torch.linspace(0, drop_path_rate, depth).tolist()
+        self.blocks = nn.ModuleList(_Block(dim, num_heads, mlp_ratio, r) for r in rates)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        if keep_unused:
+            # Never used in forward; kept for the official parameter count and checkpoints.
+            self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+            self.head = nn.Linear(dim, 5)
+            self.to_Mask = nn.Sequential(nn.Linear(dim, 1), nn.Sigmoid())
+            nn.init.trunc_normal_(self.cls_token, std=0.02)
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.patch_embed(x) + self.pos_embed
+        for blk in self.blocks:
+            x = blk(x)
+        return self.norm(x)
+
+
+class CABlock(nn.Module):
+    """Continuous-attention block: a basic residual block (3x3 then 1x1 conv) followed by a
+    spatial attention map from channel mean and max, multiplied by the previous stage's map.
+
+    ``forward(x, attn_prev)`` returns ``(out, attn)`` with ``attn`` of shape (B, 1, H, W).
+    """
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.attn = nn.Sequential(
+            nn.Conv2d(2, 1, kernel_size=1, bias=False), nn.BatchNorm2d(1), nn.Sigmoid()
+        )
+        self.downsample: nn.Module | None = None
+        if stride != 1 or inplanes != planes:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(inplanes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes)
+            )
+
+    def forward(self, x: Tensor, attn_prev: Tensor | None) -> tuple[Tensor, Tensor]:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)) + identity)
+        pooled = torch.cat((out.mean(dim=1, keepdim=True), out.amax(dim=1, keepdim=True)), dim=1)
+        attn = self.attn(pooled)
+        if attn_prev is not None:
+            attn = attn_prev * attn
+        return out * attn, attn
+
+
+class MainBranch(nn.Module):
+    """The main branch after ``conv_act`` (official ``resnet18_pos_attention``): a 3x3 stem
+    and one CA block per stage (128, 128, 256, 512 channels; 112 -> 14), then the fusion with
+    the PC tokens and the linear classifier ``fc``.
+    """
+
+    def __init__(self, fc_out: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(_ACT_CHANNELS, 128, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(128)
+        self.relu = nn.ReLU(inplace=True)
+        # Carries each stage's attention map down to the next stage's resolution.
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        widths = ((128, 128, 1), (128, 128, 2), (128, 256, 2), (256, 512, 2))
+        for i, (cin, cout, stride) in enumerate(widths, start=1):
+            self.add_module(f"layer{i}", nn.Sequential(CABlock(cin, cout, stride)))
+        self.num_features = _POS_DIM * _POS_GRID * _POS_GRID
+        self.fc = nn.Linear(self.num_features, fc_out)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def features(self, x: Tensor, pos: Tensor) -> Tensor:
+        x = self.relu(self.bn1(self.conv1(x)))
+        attn: Tensor | None = None
+        for i in range(1, 5):
+            block = getattr(self, f"layer{i}")[0]
+            x, attn = block(x, None if attn is None else self.maxpool(attn))
+        return torch.flatten(x + pos, 1)
+
+
+class MMNet(nn.Module):
+    """MMNet (see the module docstring).
+
+    ``forward((onset, apex))`` with both (B, 3, 224, 224), RGB, ImageNet-normalised;
+    returns (B, num_classes) logits. ``forward_features`` returns the fused, flattened
+    (B, 100352) map that the linear classifier reads.
+    """
+
+    def __init__(
+        self,
+        *,
+        num_classes: int = 3,
+        act_groups: int = 1,
+        head_width: int | None = 5,
+        keep_unused: bool = True,
+        pos_resize_antialias: bool = False,
+    ) -> None:
+        super().__init__()
+        if act_groups < 1 or 3 % act_groups or _ACT_CHANNELS % act_groups:
+            raise ModelError(
+                f"mmnet: act_groups={act_groups} does not divide the 3 input channels and "
+                f"the {_ACT_CHANNELS} output channels of conv_act; use 1 (default, the "
+                "official parameter count) or 3 (one filter group per colour channel). The "
+                "released CASME2_3.py says groups=2, which PyTorch refuses."
+            )
+        if num_classes < 1:
+            raise ModelError(f"mmnet: num_classes must be >= 1, got {num_classes}")
+        self.num_classes = num_classes
+        self.head_width = head_width
+        self.pos_resize_antialias = pos_resize_antialias
+        self.conv_act = nn.Sequential(
+            nn.Conv2d(3, _ACT_CHANNELS, 3, stride=2, padding=1, bias=False, groups=act_groups),
+            nn.BatchNorm2d(_ACT_CHANNELS),
+            nn.ReLU(inplace=True),
+        )
+        if keep_unused:
+            # Built but never called by the official forward (count + checkpoint keys).
+            self.pos = nn.Sequential(
+                nn.Conv2d(3, _POS_DIM, 1, bias=False), nn.BatchNorm2d(_POS_DIM), nn.ReLU(True)
+            )
+        self.vit_pos = PositionCalibration(keep_unused=keep_unused)
+        self.main_branch = MainBranch(self._fc_out(num_classes))
+        if keep_unused:
+            self.head1 = nn.Sequential(nn.Dropout(p=0.5), nn.Linear(112 * 112, 38, bias=False))
+            self.timeembed = nn.Parameter(torch.zeros(1, 4, 111, 111))
+        self.num_features = self.main_branch.num_features
+
+    def _fc_out(self, num_classes: int) -> int:
+        return num_classes if self.head_width is None else max(num_classes, self.head_width)
+
+    def _split(self, x: Any) -> tuple[Tensor, Tensor]:
+        if not isinstance(x, (tuple, list)) or len(x) != 2:
+            raise ModelError(
+                "mmnet: forward expects a pair (onset, apex) of (B, 3, 224, 224) tensors; "
+                f"got {type(x).__name__}"
+            )
+        onset, apex = x
+        if onset.shape != apex.shape or onset.ndim != 4 or onset.shape[1] != 3:
+            raise ModelError(
+                "mmnet: onset and apex must both be (B, 3, H, W) RGB tensors; got "
+                f"{tuple(onset.shape)} and {tuple(apex.shape)}"
+            )
+        return onset, apex
+
+    def forward_features(self, x: tuple[Tensor, Tensor]) -> Tensor:
+        onset, apex = self._split(x)
+        b = onset.shape[0]
+        small = F.interpolate(
+            onset,
+            size=(_POS_GRID, _POS_GRID),
+            mode="bilinear",
+            align_corners=False,
+            antialias=self.pos_resize_antialias,
+        )
+        pos = self.vit_pos(small).transpose(1, 2).reshape(b, _POS_DIM, _POS_GRID, _POS_GRID)
+        # The main branch sees only the motion: apex minus onset.
+        act = self.conv_act(apex - onset)
+        return self.main_branch.features(act, pos)
+
+    def forward_head(self, features: Tensor) -> Tensor:
+        return self.main_branch.fc(features)[:, : self.num_classes]
+
+    def forward(self, x: tuple[Tensor, Tensor]) -> Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def reset_classifier(self, num_classes: int) -> None:
+        if num_classes < 1:
+            raise ModelError(f"mmnet: num_classes must be >= 1, got {num_classes}")
+        self.num_classes = num_classes
+        self.main_branch.fc = nn.Linear(self.num_features, self._fc_out(num_classes))
+
+
+@register(
+    "mmnet",
+    view="mmnet",
+    input_shapes=((3, 224, 224), (3, 224, 224)),
+    train={
+        "optimizer": "adamw",
+        "lr": 8e-4,
+        "weight_decay": 0.7,
+        "epochs": 99,
+        "batch_size": 24,
+        "loss": "cross_entropy",
+        # ExponentialLR(gamma=0.987) stepped after epochs 1..50 only, then constant.
+        "scheduler": {"name": "exponential", "gamma": 0.987, "step_epochs": 50},
+        # Applied to the 27-channel stack of normalised frames, so one draw for all frames.
+        "augmentation": ["hflip(0.5)", "rotation(4)", "random_crop(224, padding=4)"],
+        # Training clips draw onset/apex near the annotated frames (see the view).
+        "keyframe_jitter": {
+            "onset": "onset + randint(0, int(0.05 * (apex - onset)))",
+            "apex": "randint(apex - int(0.0375 * (apex - onset)), "
+            "apex + int(0.0375 * (offset - apex)))",
+        },
+        "epoch_selection": "best test-fold epoch (official: max accuracy and max F1 per fold)",
+        "pretrained": None,
+    },
+    paper="Li, Sui, Zhu, Zhao, MMNet: Muscle Motion-Guided Network for Micro-Expression "
+    "Recognition, IJCAI 2022, arXiv:2201.05297",
+    code="github.com/muse1998/MMNet (CASME2_3.py; no licence file)",
+    params=9_974_531,
+    options={
+        "act_groups": 1,
+        "head_width": 5,
+        "keep_unused": True,
+        "pos_resize_antialias": False,
+    },
+)
+def mmnet(
+    *,
+    num_classes: int = 3,
+    act_groups: int = 1,
+    head_width: int | None = 5,
+    keep_unused: bool = True,
+    pos_resize_antialias: bool = False,
+) -> MMNet:
+    """MMNet as in the released ``CASME2_3.py`` (made to run: ``act_groups=1``)."""
+    return MMNet(
+        num_classes=num_classes,
+        act_groups=act_groups,
+        head_width=head_width,
+        keep_unused=keep_unused,
+        pos_resize_antialias=pos_resize_antialias,
+    )
