@@ -1,5 +1,153 @@
-"""Commands about models and training: models, train, evaluate, import-features, bench."""
+"""Commands about models: models, import-features, train, evaluate."""
 
 from __future__ import annotations
 
-COMMANDS: list = []
+import json
+from pathlib import Path
+
+import click
+
+
+def _model_names() -> list[str]:
+    from mefeat.models import list_models
+
+    return list_models()
+
+
+class _ModelChoice(click.Choice):
+    """The registered models, looked up when a command runs (user models included)."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+
+    def convert(self, value, param, ctx):
+        self.choices = _model_names()
+        return super().convert(value, param, ctx)
+
+
+def _parse_options(pairs: tuple[str, ...]) -> dict:
+    out = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{pair!r}: expected NAME=VALUE", param_hint="--option")
+        try:
+            out[name] = json.loads(value)
+        except json.JSONDecodeError:
+            out[name] = value
+    return out
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+def models(as_json):
+    """List the registered models with their parameter counts and inputs.
+
+    \b
+    Example:
+      mefeat models --json
+    """
+    from mefeat.models import count_params, create_model, get_spec
+
+    rows = []
+    for name in _model_names():
+        spec = get_spec(name)
+        rows.append({"name": name, "params": count_params(create_model(name)),
+                     "params_official": spec.params, "inputs": spec.inputs,
+                     "train": spec.train, "options": spec.options, "paper": spec.paper,
+                     "code": spec.code})
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    for r in rows:
+        shapes = " + ".join("×".join(map(str, s)) for s in r["inputs"]["shapes"])
+        click.echo(f"{r['name']:<16} {r['params']:>12,} params  view {r['inputs']['view']:<16}"
+                   f" input {shapes}")
+
+
+@click.command("import-features")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["htnet", "causalnet"]), required=True)
+@click.option("--store", required=True, type=click.Path(path_type=Path))
+@click.option("--points", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Optional CSV of HTNet's 28-px region points per image.")
+def import_features(folder, fmt, store, points):
+    """Import the official 28×28 PNG features into a store variant.
+
+    \b
+    Example:
+      mefeat import-features shared/data/features/cde28_htnet --format htnet --store htnet.zarr
+    """
+    from mefeat.run.import_features import import_features as run
+
+    n, variant = run(folder, fmt=fmt, store=store, points=points)
+    click.echo(f"imported {n} samples into {store}, variant {variant}")
+
+
+def _print_metrics(m: dict) -> None:
+    click.echo(f"{m['model']} on {m['variant']} — selection {m['selection']}: "
+               f"{m['selection_note']}")
+    click.echo(f"  overall   UF1 {m['uf1']:.4f} ± {m['std']['uf1']:.4f}  "
+               f"UAR {m['uar']:.4f} ± {m['std']['uar']:.4f}  ACC {m['acc']:.4f}")
+    for ds, v in m["per_dataset"].items():
+        click.echo(f"  {ds:<9} UF1 {v['uf1']:.4f}  UAR {v['uar']:.4f}  ACC {v['acc']:.4f}")
+
+
+@click.command()
+@click.option("--model", required=True, type=_ModelChoice())
+@click.option("--store", required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--variant", default="gt", show_default=True)
+@click.option("--epochs", type=int, help="Epochs per fold (default: the paper's).")
+@click.option("--runs", default=1, show_default=True, help="Repeats with seeds seed, seed+1…")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--selection", type=click.Choice(["last", "test-best"]), default="last",
+              show_default=True, help="Epoch selection; test-best picks on the test subject "
+              "(official practice, optimistic) and is labelled so in every output.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1…")
+@click.option("--folds", type=int, help="Run only the first N folds (a quick look).")
+@click.option("--option", "options", multiple=True, metavar="NAME=VALUE",
+              help="Model option, e.g. block_length=2 (repeatable).")
+@click.option("--amp", is_flag=True, help="bf16 autocast.")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
+def train(model, store, variant, epochs, runs, seed, selection, device, folds, options, amp,
+          out):
+    """Train a model under leave-one-subject-out and write metrics and predictions.
+
+    \b
+    Example:
+      mefeat train --model ststnet --store htnet.zarr --variant official-htnet --out runs/ststnet
+    """
+    from mefeat.run.train import run_training
+
+    m = run_training(model, store, out=out, variant=variant, epochs=epochs, runs=runs,
+                     seed=seed, selection=selection, device=device, folds=folds,
+                     model_options=_parse_options(options), amp=amp)
+    _print_metrics(m)
+    click.echo(f"wrote {out}/metrics.json, predictions.csv, confusion.png")
+
+
+@click.command()
+@click.option("--model", required=True, type=_ModelChoice())
+@click.option("--store", required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--variant", default="gt", show_default=True)
+@click.option("--checkpoints", required=True,
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Folder with one checkpoint per held-out subject, named after it.")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
+def evaluate(model, store, variant, checkpoints, device, out):
+    """Evaluate per-subject checkpoints (.pth read weights-only, or .safetensors) under LOSO.
+
+    \b
+    Example:
+      mefeat evaluate --model ststnet --store htnet.zarr --variant official-htnet \\
+          --checkpoints STSTNet_Weights --out runs/ststnet-official
+    """
+    from mefeat.run.train import run_evaluation
+
+    m = run_evaluation(model, store, checkpoints=checkpoints, out=out, variant=variant,
+                       device=device)
+    _print_metrics(m)
+
+
+COMMANDS = [models, import_features, train, evaluate]

@@ -56,3 +56,30 @@ def show_sample(store: str | os.PathLike, key: str, *, variant: str = "gt",
     fig.tight_layout()
     fig.savefig(out, dpi=80)
     plt.close(fig)
+
+
+def confusion_figure(confusion, classes, out: str | os.PathLike, *, title: str = "") -> None:
+    """A confusion matrix (rows: true class, columns: predicted) as a PNG, with counts and
+    row-normalised shading (supplement Fig. 5)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = np.asarray(confusion, dtype=float)
+    names = list(classes) or [str(i) for i in range(len(cm))]
+    rows = cm.sum(axis=1, keepdims=True)
+    share = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
+    fig, ax = plt.subplots(figsize=(1.2 * len(names) + 2, 1.2 * len(names) + 1.5))
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    for (i, j), v in np.ndenumerate(cm):
+        ax.text(j, i, f"{int(v)}\n{share[i, j]:.0%}", ha="center", va="center",
+                color="white" if share[i, j] > 0.5 else "black")
+    ax.set_xticks(range(len(names)), names, rotation=30)
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
