@@ -32,7 +32,7 @@ def _epe(a, b, mask):
 def test_tvl1_recovers_known_motion_on_real_face(aligned_face, action):
     face, landmarks = aligned_face
     clip, truth = make_clip(face, landmarks, action, n_frames=3, onset=0, apex=1, offset=2,
-                            peak=1.5, sigma=18)
+                            peak=1.5, sigma=22)
     mask = _face_mask(face.shape, landmarks)
     zero_guess = _epe(np.zeros_like(truth), truth, mask)
     assert np.hypot(*truth.transpose(2, 0, 1)).max() == pytest.approx(1.5, abs=0.05)
@@ -56,7 +56,7 @@ def test_zero_motion_gives_zero_flow(aligned_face, method):
 def test_other_methods_beat_the_zero_guess(aligned_face, method):
     face, landmarks = aligned_face
     clip, truth = make_clip(face, landmarks, "surprise", n_frames=3, onset=0, apex=1,
-                            offset=2, peak=1.5, sigma=18)
+                            offset=2, peak=1.5, sigma=22)
     mask = _face_mask(face.shape, landmarks)
     flow = compute_flow(clip[0], clip[1], method)
     assert _epe(flow, truth, mask) < 0.5 * _epe(np.zeros_like(truth), truth, mask)

@@ -20,6 +20,10 @@ _RIGHT_EYE = slice(42, 48)
 class AlignConfig:
     """Geometry of the aligned face.
 
+    The defaults frame the face like the official 28×28 STSTNet/HTNet inputs (a tight
+    face box: eyes ~0.4 of the side apart, brows to mouth inside, chin partly out), so
+    that our features and the published ones share one geometry.
+
     Attributes:
         size: side of the square output in pixels.
         eye_distance: inter-ocular distance as a fraction of ``size``.
@@ -28,8 +32,8 @@ class AlignConfig:
     """
 
     size: int = 224
-    eye_distance: float = 0.32
-    eye_height: float = 0.36
+    eye_distance: float = 0.40
+    eye_height: float = 0.38
     upsample: int = 1
 
     def as_dict(self) -> dict:

@@ -111,6 +111,9 @@ class View:
     ``arrays`` are the variant arrays it reads from mefeat's own extraction;
     ``build(arrays, landmarks, size)`` makes the inputs from them, ``official(arrays,
     landmarks)`` from an imported official variant (``None``: not supported).
+    A view with ``frames=True`` (models that eat frames, not flow) also receives, under
+    ``arrays["clips"]``, a function ``clip(i) -> (T, S, S) uint8`` giving sample i's
+    aligned frames, and ``arrays["keyframes"]`` (N, 3).
     """
 
     name: str
@@ -118,6 +121,7 @@ class View:
     build: Callable[..., tuple[np.ndarray, ...]]
     official: Callable[..., tuple[np.ndarray, ...]] | None = None
     official_arrays: tuple[str, ...] = ("image",)
+    frames: bool = False
 
 
 VIEWS: dict[str, View] = {}
@@ -177,3 +181,57 @@ register_view(View("offapexnet", ("flow_oa",), _uv(28), official=_uv_official))
 register_view(View("dual_inception", ("flow_oa",), _uv(28), official=_uv_official))
 register_view(View("offtanet", ("flow_oa", "strain_oa"), _uvs(112)))
 register_view(View("micro_attention", ("flow_oa", "strain_oa"), _uvs(224)))
+
+
+# ImageNet statistics, which MMNet, SRMCL and EDMDBN normalise their inputs with.
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)[:, None, None]
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)[:, None, None]
+
+
+def imagenet_rgb(gray: np.ndarray, size: int = 224) -> np.ndarray:
+    """A grayscale uint8 frame (H, W) as a normalised 3-channel (3, size, size) float32."""
+    if gray.shape != (size, size):
+        gray = cv2.resize(gray, (size, size), interpolation=cv2.INTER_AREA)
+    rgb = np.repeat(gray[None].astype(np.float32) / 255.0, 3, axis=0)
+    return (rgb - IMAGENET_MEAN) / IMAGENET_STD
+
+
+def _mmnet(a, landmarks, src):
+    # MMNet eats the onset and apex frames themselves (RGB in the official code; mefeat's
+    # aligned frames are grayscale, repeated over the three channels).
+    onset, apex = [], []
+    for i, (o, p, _) in enumerate(a["keyframes"]):
+        clip = a["clips"](i)
+        onset.append(imagenet_rgb(clip[o]))
+        apex.append(imagenet_rgb(clip[p]))
+    return np.stack(onset), np.stack(apex)
+
+
+def _edmdbn(a, landmarks, src):
+    # EDMDBN's (3, 10, 224, 224): [apex - onset, 8 consecutive differences, apex]. Its frame
+    # sampling lives in the authors' unreleased package; mefeat takes 9 frames evenly
+    # spaced from onset to apex and their 8 consecutive differences (documented choice).
+    out = []
+    for i, (o, p, _) in enumerate(a["keyframes"]):
+        clip = a["clips"](i)
+        idx = np.rint(np.linspace(o, p, 9)).astype(int)
+        frames = np.stack([imagenet_rgb(clip[t]) for t in idx])  # (9, 3, S, S)
+        diffs = frames[1:] - frames[:-1]
+        stack = np.concatenate([frames[-1:] - frames[:1], diffs, frames[-1:]], axis=0)
+        out.append(stack.transpose(1, 0, 2, 3))  # (3, 10, S, S)
+    return (np.stack(out),)
+
+
+def _srmcl(a, landmarks, src):
+    # SRMCL's image is [flow u, flow v, magnitude] of onset→apex; the released code reads
+    # it from files whose scaling is not published: mefeat min-max scales each channel to
+    # [0, 1] per sample, then applies the ImageNet normalisation the official code applies.
+    uv = resize_maps(a["flow_oa"], 224, displacement=True)
+    mag = resize_maps(a["mag_oa"], 224, displacement=True)
+    img = minmax_uint8(np.concatenate([uv, mag], axis=1)) / 255.0
+    return ((img - IMAGENET_MEAN) / IMAGENET_STD,)
+
+
+register_view(View("mmnet", ("keyframes",), _mmnet, frames=True))
+register_view(View("edmdbn", ("keyframes",), _edmdbn, frames=True))
+register_view(View("srmcl", ("flow_oa", "mag_oa"), _srmcl))

@@ -70,8 +70,11 @@ def load_view(store: str | os.PathLike, *, variant: str = "gt", view: str) -> Vi
         inputs = v.official(arrays, arrays.get("points"))
     else:
         idx, arrays = var.read(v.arrays)
-        landmarks = np.stack([fs.read_frames(str(k))[1] for k in table["key"][idx]]) \
+        keys = [str(k) for k in table["key"][idx]]
+        landmarks = np.stack([fs.read_frames(k)[1] for k in keys]) \
             if len(idx) else np.zeros((0, 68, 2), np.float32)
+        if v.frames:
+            arrays["clips"] = lambda i: fs.read_frames(keys[i])[0]
         inputs = v.build(arrays, landmarks, int(var.attrs["size"]))
     labels = table["label"][idx].astype(np.int64)
     if (labels < 0).any():
