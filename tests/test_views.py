@@ -101,3 +101,26 @@ def test_a_view_that_cannot_use_official_images_says_so(shared_data, tmp_path):
                     store=tmp_path / "h.zarr")
     with pytest.raises(StoreError, match="cannot use"):
         load_view(tmp_path / "h.zarr", variant="official-htnet", view="offtanet")
+
+
+def test_official_causalnet_import_crops_the_official_boxes(shared_data, tmp_path):
+    from mefeat.run.import_features import import_features
+    from mefeat.views.data import load_view
+
+    folder = shared_data / "features" / "cde28_causalnet"
+    n, variant = import_features(folder, fmt="causalnet", store=tmp_path / "c.zarr")
+    data = load_view(tmp_path / "c.zarr", variant=variant, view="causalnet")
+    x = data.inputs[0]
+    assert n == 442 and x.shape == (442, 4, 3, 28, 28)
+    sub, clip = data.keys[5].split("/")[1:]
+    # the released code's boxes (HTNet's fixed points, rows indexed by x)
+    boxes = [(slice(2, 16), slice(4, 18)), (slice(14, 28), slice(3, 17)),
+             (slice(3, 17), slice(14, 28)), (slice(13, 27), slice(14, 28))]
+    for j, suffix in enumerate(["", "_1", "_2", "_3"]):
+        png = cv2.imread(str(folder / f"{sub}_{clip}{suffix} .png")).transpose(2, 0, 1)
+        tiles = [x[5, j, :, :14, :14], x[5, j, :, :14, 14:], x[5, j, :, 14:, :14],
+                 x[5, j, :, 14:, 14:]]
+        for tile, (r, c) in zip(tiles, boxes, strict=True):
+            assert np.array_equal(tile, png[:, r, c])
+    # direction maps: blue is 0 and the hue stays in 0..45 after normalisation
+    assert x[:, 2:, 0].max() == 0

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from mefeat.errors import MefeatError
+from mefeat.flow import direction_map
 
 # -- building blocks ---------------------------------------------------------------------
 
@@ -79,13 +80,18 @@ def region_points(landmarks: np.ndarray, src_size: int, size: int = 28) -> np.nd
     return np.stack([lm[:, 36:42].mean(1), lm[:, 42:48].mean(1), lm[:, 48], lm[:, 54]], 1)
 
 
-def tile_regions(images: np.ndarray, points: np.ndarray, *, half: int = 7) -> np.ndarray:
+def tile_regions(images: np.ndarray, points: np.ndarray, *, half: int = 7,
+                 official: bool = False) -> np.ndarray:
     """HTNet/CausalNet region tiling: 2·half-px crops around four points, into one image.
 
-    Layout: [left eye | right eye] over [mouth left | mouth right]. Points are clamped to
-    [half, size-half] and truncated to ints as in the official code. The official code
-    indexes rows by x and columns by y (a transposition quirk); we crop by (row=y, col=x),
-    the geometry the paper describes.
+    Points are (x, y), clamped to [half, size-half] and truncated to ints as in the
+    official code; the output is [left eye | right eye] over [mouth left | mouth right].
+
+    The released HTNet and CausalNet code index rows by x and columns by y, which
+    transposes every crop centre (in face terms its layout becomes [left eye | left mouth]
+    over [right eye | right mouth], boxes 2 px off). ``official=True`` reproduces that, as
+    the imported official features need to give the published numbers; the default crops
+    the geometry the papers describe.
 
     Args:
         images: (N, C, S, S); points: (N, 4, 2) as (x, y) in the same pixels.
@@ -96,9 +102,15 @@ def tile_regions(images: np.ndarray, points: np.ndarray, *, half: int = 7) -> np
     corners = ((0, 0), (0, 2 * half), (2 * half, 0), (2 * half, 2 * half))
     for i in range(n):
         for (x, y), (r, q) in zip(pts[i], corners, strict=True):
-            out[i, :, r:r + 2 * half, q:q + 2 * half] = images[i, :, y - half:y + half,
-                                                               x - half:x + half]
+            row, col = (x, y) if official else (y, x)
+            out[i, :, r:r + 2 * half, q:q + 2 * half] = images[i, :, row - half:row + half,
+                                                               col - half:col + half]
     return out
+
+
+def fallback_points(n: int) -> np.ndarray:
+    """HTNet's fixed points for ``n`` samples, (n, 4, 2)."""
+    return np.broadcast_to(HTNET_FALLBACK_POINTS, (n, 4, 2)).copy()
 
 
 # -- the views ---------------------------------------------------------------------------
@@ -150,9 +162,31 @@ def _htnet(a, landmarks, src):
 
 def _htnet_official(a, landmarks):
     image = a["image"].astype(np.float32)
-    pts = (np.broadcast_to(HTNET_FALLBACK_POINTS, (len(image), 4, 2))
-           if landmarks is None else landmarks)
-    return (tile_regions(image, pts),)
+    pts = fallback_points(len(image)) if landmarks is None else landmarks
+    return (tile_regions(image, pts, official=True),)
+
+
+def _direction_images(flow: np.ndarray, size: int = 28) -> np.ndarray:
+    """Algorithm 1's direction maps of the flows resized to ``size``, (N, 3, size, size) BGR."""
+    small = resize_maps(flow, size, displacement=True)
+    return np.stack([direction_map(f.transpose(1, 2, 0)).transpose(2, 0, 1)
+                     for f in small]).astype(np.float32)
+
+
+def _causalnet(a, landmarks, src):
+    pts = region_points(landmarks, src)
+    images = (uvs_image(a["flow_oa"], a["strain_oa"]), uvs_image(a["flow_ao"], a["strain_ao"]),
+              _direction_images(a["flow_oa"]), _direction_images(a["flow_ao"]))
+    return (np.stack([tile_regions(x, pts) for x in images], axis=1),)
+
+
+def _causalnet_official(a, landmarks):
+    # The official code cuts every image at HTNet's fixed points (no per-sample landmarks).
+    n = len(a["image"])
+    pts = fallback_points(n)
+    names = ("image", "image_ao", "dir_oa", "dir_ao")
+    return (np.stack([tile_regions(a[k].astype(np.float32), pts, official=True)
+                      for k in names], axis=1),)
 
 
 def _uv(size):
@@ -177,6 +211,9 @@ def _uvs(size):
 register_view(View("ststnet", ("flow_oa", "strain_oa"), _ststnet,
                    official=lambda a, lm: (a["image"].astype(np.float32),)))
 register_view(View("htnet", ("flow_oa", "strain_oa"), _htnet, official=_htnet_official))
+register_view(View("causalnet", ("flow_oa", "strain_oa", "flow_ao", "strain_ao"), _causalnet,
+                   official=_causalnet_official,
+                   official_arrays=("image", "image_ao", "dir_oa", "dir_ao")))
 register_view(View("offapexnet", ("flow_oa",), _uv(28), official=_uv_official))
 register_view(View("dual_inception", ("flow_oa",), _uv(28), official=_uv_official))
 register_view(View("offtanet", ("flow_oa", "strain_oa"), _uvs(112)))
