@@ -45,9 +45,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
 def _register_commands() -> None:
     # Each command lives in its own module; importing them here keeps `mefeat --help` fast
     # enough while the heavy libraries load only inside the commands.
-    from . import data_commands, model_commands
+    from . import bench_commands, data_commands, model_commands
 
-    for module in (data_commands, model_commands):
+    for module in (data_commands, model_commands, bench_commands):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -10,6 +10,14 @@ import pytest
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 
+def pytest_configure(config):
+    # The test models are tiny: one intra-op thread is faster than two fighting over the
+    # cores with the test's own subprocesses, and it keeps timings steady.
+    import torch
+
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     path = SHARED / "data"

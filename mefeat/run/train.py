@@ -78,9 +78,13 @@ def run_training(
     model: str, store: str | os.PathLike, *, out: str | os.PathLike, variant: str = "gt",
     epochs: int | None = None, runs: int = 1, seed: int = 0, selection: str = "last",
     device: str = "cpu", folds: int | None = None, model_options: dict | None = None,
-    amp: bool = False,
+    amp: bool = False, checkpoints: bool = True,
 ) -> dict[str, Any]:
-    """Train ``model`` under LOSO ``runs`` times (seeds ``seed``, ``seed+1``...)."""
+    """Train ``model`` under LOSO ``runs`` times (seeds ``seed``, ``seed+1``...).
+
+    With ``checkpoints``, the last run's fold models are saved as safetensors, one file per
+    held-out subject (``evaluate`` reads them back).
+    """
     from mefeat.models import get_spec
     from mefeat.train.trainer import train_loso
 
@@ -91,7 +95,8 @@ def run_training(
     for r in range(runs):
         res = train_loso(model, data.inputs, data.labels, data.subjects, epochs=epochs,
                          selection=selection, seed=seed + r, device=device, folds=folds,
-                         model_options=model_options, num_classes=num_classes, amp=amp)
+                         model_options=model_options, num_classes=num_classes, amp=amp,
+                         return_states=checkpoints and r == runs - 1)
         results.append(res)
         preds = res.predictions
         idx = np.asarray(preds["index"])
@@ -114,7 +119,7 @@ def run_training(
 
 
 def _save_fold_weights(out: Path, result, model: str, meta: dict[str, Any]) -> None:
-    states = getattr(result, "states", None) or result.extra.get("states")
+    states = result.states
     if not states:
         return
     from mefeat.models import create_model

@@ -1,0 +1,91 @@
+"""Commands about benchmarks: spot, bench."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.argument("store", type=click.Path(exists=True, path_type=Path))
+@click.option("--method", "methods", multiple=True, type=click.Choice(["flowpeak", "featdiff"]),
+              help="Spotting method(s) (default: all).")
+@click.option("--within", default="1,2,5", show_default=True, help="Frame tolerances.")
+@click.option("--json", "as_json", is_flag=True)
+def spot(store, methods, within, as_json):
+    """Spot the apex from the aligned frames; frame error against the annotated apex.
+
+    \b
+    Example:
+      mefeat spot demo/features.zarr
+    """
+    from mefeat.keyframes import SPOT_METHODS
+    from mefeat.run.spot import spot_store
+
+    tol = tuple(int(x) for x in within.split(","))
+    res = spot_store(store, methods=methods or tuple(SPOT_METHODS), within=tol)
+    if as_json:
+        click.echo(json.dumps(res, indent=1))
+        return
+    click.echo(f"{res['clips']} clips with an annotated apex ({len(res['skipped'])} skipped)")
+    for m, e in res["methods"].items():
+        inside = "  ".join(f"±{k}: {100 * e[f'within_{k}']:.0f}%" for k in tol)
+        click.echo(f"  {m:<9} mean error {e['mean_abs_error']:.2f} frames, median "
+                   f"{e['median_abs_error']:.1f}, {inside}")
+
+
+@click.command()
+@click.argument("store", type=click.Path(exists=True, path_type=Path))
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--baselines", is_flag=True, help="Every registered model.")
+@click.option("--models", "models", default=None, help="Comma-separated model names.")
+@click.option("--conditions", default="gt,std10,std20,std30,spot", show_default=True,
+              help="Comma-separated: gt, std10, std20, std30, spot.")
+@click.option("--runs", default=3, show_default=True)
+@click.option("--epochs", type=int, help="Epochs per fold (default: each paper's).")
+@click.option("--selection", type=click.Choice(["last", "test-best"]), default="last",
+              show_default=True)
+@click.option("--sweep", multiple=True, metavar="MODEL.OPTION=V1,V2",
+              help="Extra models over an option, e.g. causalnet.block_length=1,2,4,6.")
+@click.option("--spot-method", default="flowpeak", show_default=True,
+              type=click.Choice(["flowpeak", "featdiff"]))
+@click.option("--variant", help="Use this variant as the GT column (e.g. an imported one).")
+@click.option("--executor", type=click.Choice(["local", "process", "ray"]), default="local",
+              show_default=True)
+@click.option("--workers", default=1, show_default=True, help="Processes (or Ray CPUs).")
+@click.option("--address", help="Ray cluster address (default: start a local Ray).")
+@click.option("--gpus-per-job", default=0.0, show_default=True,
+              help="GPU fraction per job on Ray, so small folds share a GPU.")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--no-tsne", is_flag=True, help="Skip the t-SNE figure.")
+def bench(store, out, baselines, models, conditions, runs, epochs, selection, sweep,
+          spot_method, variant, executor, workers, address, gpus_per_job, device, no_tsne):
+    """Robustness benchmark: models × key-frame conditions × runs under LOSO (Table 4).
+
+    Finished jobs are kept in OUT/jobs; running the same command again resumes.
+
+    \b
+    Example:
+      mefeat bench demo/features.zarr --baselines --runs 3 --epochs 20 --out demo/bench
+      mefeat bench s.zarr --models causalnet --conditions gt \\
+          --sweep causalnet.block_length=1,2,4,6 --out fig1
+    """
+    from mefeat.run.bench import run_bench
+
+    names = None if baselines or not models else [m.strip() for m in models.split(",")]
+    if not baselines and not models and not sweep:
+        raise click.UsageError("say which models: --baselines, --models or --sweep")
+    if sweep and not models and not baselines:
+        names = []
+    res = run_bench(store, out=out, models=names, sweep=sweep,
+                    conditions=[c.strip() for c in conditions.split(",")], runs=runs,
+                    epochs=epochs, selection=selection, spot_method=spot_method,
+                    variant=variant, executor=executor, workers=workers, address=address,
+                    gpus_per_job=gpus_per_job, device=device, tsne=not no_tsne)
+    click.echo(f"{res.jobs_run} jobs run, {res.jobs_resumed} already done")
+    click.echo((Path(out) / "table.md").read_text())
+
+
+COMMANDS = [spot, bench]

@@ -1,0 +1,127 @@
+"""`mefeat bench`: the Table 4 layout, resume without recomputation, executors agree."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from mefeat.cli.main import cli
+from mefeat.demo import build_demo
+from mefeat.run.extract import extract
+
+
+@pytest.fixture(scope="module")
+def bench_store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    ds = build_demo(root / "data", subjects=3, clips=3)
+    store = root / "s.zarr"
+    extract(ds.root, dataset="casme2", annotations=ds.annotations, store=store,
+            label_scheme="casme2-5", size=112, progress=False)
+    return store
+
+
+ARGS = ["--models", "ststnet", "--conditions", "gt,std10,spot", "--runs", "2",
+        "--epochs", "2", "--no-tsne"]
+
+
+def _table(out):
+    with (out / "table.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def _jobs(out):
+    return {p: p.stat().st_mtime_ns for p in (out / "jobs").rglob("*.json")}
+
+
+def test_bench_table_layout_and_resume(bench_store, tmp_path):
+    out = tmp_path / "b"
+    res = CliRunner().invoke(cli, ["bench", str(bench_store), *ARGS, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "18 jobs run, 0 already done" in res.output  # 3 conditions × 2 runs × 3 folds
+    table = _table(out)
+    assert [r["model"] for r in table] == ["ststnet"]
+    for cond in ("gt", "std10", "spot"):
+        assert 0 <= float(table[0][f"{cond}_uf1"]) <= 1 and table[0][f"{cond}_runs"] == "2"
+    md = (out / "table.md").read_text()
+    assert "| Method | GT UF1 | GT UAR | STD=10 UF1 | STD=10 UAR | Spotting UF1 |" in md
+    assert (out / "robustness.png").stat().st_size > 5000
+    before = _jobs(out)
+    res = CliRunner().invoke(cli, ["bench", str(bench_store), *ARGS, "--out", str(out)])
+    assert "0 jobs run, 18 already done" in res.output
+    assert _jobs(out) == before  # nothing recomputed, nothing rewritten
+    assert _table(out) == table
+
+
+def test_killed_bench_finishes_without_recomputing(bench_store, tmp_path):
+    out = tmp_path / "k"
+    cmd = [sys.executable, "-m", "mefeat.cli.main", "bench", str(bench_store), *ARGS,
+           "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(_jobs(out) if (out / "jobs").exists() else {}) < 5:
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = _jobs(out)
+    assert 5 <= len(before) < 18
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert f"{18 - len(before)} jobs run, {len(before)} already done" in res.stdout
+    after = _jobs(out)
+    assert len(after) == 18 and all(after[p] == t for p, t in before.items())
+
+
+def test_process_pool_gives_the_same_table(bench_store, tmp_path):
+    local, pool = tmp_path / "l", tmp_path / "p"
+    for out, extra in ((local, []), (pool, ["--executor", "process", "--workers", "2"])):
+        res = CliRunner().invoke(cli, ["bench", str(bench_store), *ARGS, *extra,
+                                       "--out", str(out)])
+        assert res.exit_code == 0, res.output
+    assert _table(local) == _table(pool)
+
+
+@pytest.mark.slow
+def test_ray_gives_the_same_table(bench_store, tmp_path):
+    ray = pytest.importorskip("ray")
+    local, distributed = tmp_path / "l", tmp_path / "r"
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        for out, extra in ((local, []), (distributed, ["--executor", "ray"])):
+            res = CliRunner().invoke(cli, ["bench", str(bench_store), *ARGS, *extra,
+                                           "--out", str(out)])
+            assert res.exit_code == 0, res.output
+    finally:
+        ray.shutdown()
+    assert _table(local) == _table(distributed)
+
+
+@pytest.mark.slow
+def test_baselines_bench_on_demo(bench_store, tmp_path):
+    from mefeat.models import list_models
+
+    out = tmp_path / "all"
+    res = CliRunner().invoke(cli, ["bench", str(bench_store), "--baselines", "--runs", "3",
+                                   "--epochs", "1", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    table = _table(out)
+    assert [r["model"] for r in table] == list_models()
+    for cond in ("gt", "std10", "std20", "std30", "spot"):
+        assert all(r[f"{cond}_runs"] == "3" for r in table)
+    assert (out / "robustness.png").is_file() and (out / "tsne.png").is_file()
+
+
+def test_sweep_makes_one_row_per_value(bench_store, tmp_path):
+    from mefeat.run.bench import parse_sweep
+
+    models = parse_sweep("causalnet.block_length=1,2,4,6")
+    assert [m.tag for m in models] == [f"causalnet[block_length={v}]" for v in (1, 2, 4, 6)]
+    res = CliRunner().invoke(cli, ["bench", str(bench_store), "--sweep", "nonsense",
+                                   "--out", str(tmp_path / "x")])
+    assert res.exit_code == 1 and "MODEL.OPTION=V1,V2" in res.output
