@@ -62,8 +62,11 @@ def extract(root, dataset, annotations, store, label_scheme, flow, flow_params, 
     )
     for line in summary.lines():
         click.echo(line)
-    nothing = not summary.done and not summary.resumed
-    if summary.failed and (strict or nothing):
+    if not summary.done and not summary.resumed:  # also when every row was skipped
+        click.echo("error: nothing was extracted: every sample failed or was skipped (reasons "
+                   "above); fix them and run again", err=True)
+        raise SystemExit(1)
+    if summary.failed and strict:
         raise SystemExit(1)
 
 

@@ -46,7 +46,8 @@ def read_clip(paths: Sequence[Path], *, key: str) -> np.ndarray:
             raise SampleError(
                 key,
                 f"frame {p} is {f.shape[1]}×{f.shape[0]} but {paths[0]} is "
-                f"{first[1]}×{first[0]}; all frames of a clip must have one size",
+                f"{first[1]}×{first[0]}; all frames of a clip must have one size: restore "
+                "that frame from the dataset",
             )
     return np.stack(frames)
 

@@ -106,8 +106,15 @@ def read_table(
     if suffix in {".xlsx", ".xlsm"}:
         raw, where = _xlsx_rows(path, sheet)
     elif suffix == ".csv":
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            raw = [list(r) for r in csv.reader(fh)]
+        try:
+            with open(path, newline="", encoding="utf-8-sig") as fh:
+                raw = [list(r) for r in csv.reader(fh)]
+        except UnicodeDecodeError as exc:
+            raise AnnotationError(
+                f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8 CSV"
+            ) from None
+        except csv.Error as exc:
+            raise AnnotationError(f"{path} is not a readable CSV file ({exc}); fix it") from None
         where = str(path)
     else:
         raise AnnotationError(
@@ -127,7 +134,7 @@ def read_table(
                 f"{header_search_rows} rows; is this the right annotation file?"
             )
     if not raw:
-        raise AnnotationError(f"{where} is empty; is this the right annotation file?")
+        raise AnnotationError(f"{where} is empty; pass the dataset's own annotation file")
     header = [_norm(c) for c in raw[header_at]]
 
     index: dict[str, int] = {}
@@ -169,7 +176,9 @@ def _xlsx_rows(path: Path, sheet: str | tuple[str, ...] | None) -> tuple[list[li
     try:
         wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
     except Exception as exc:  # openpyxl raises many types for a broken or foreign file
-        raise AnnotationError(f"cannot open {path} as an .xlsx workbook: {exc}") from None
+        raise AnnotationError(
+            f"cannot open {path} as an .xlsx workbook ({exc}); pass the dataset's original file"
+        ) from None
     try:
         if isinstance(sheet, tuple):
             # Preferred names, else the first sheet (releases differ: "label" / "Sheet1").
@@ -200,7 +209,7 @@ def cell_int(value: Any, *, what: str, source: str, missing: Sequence[str] = ())
     if value is None:
         return None
     if isinstance(value, bool):
-        raise AnnotationError(f"{source}: {what} is {value!r}, not a frame number")
+        raise AnnotationError(f"{source}: {what} is {value!r}, not a frame number; fix the cell")
     if isinstance(value, int):
         return value
     if isinstance(value, float) and value.is_integer():
@@ -208,8 +217,9 @@ def cell_int(value: Any, *, what: str, source: str, missing: Sequence[str] = ())
     text = str(value).strip()
     if text in missing or text == "":
         return None
-    if re.fullmatch(r"[+-]?\d+(\.0+)?", text):
-        return int(float(text))
+    m = re.fullmatch(r"([+-]?\d{1,18})(\.0+)?", text)
+    if m:  # int(), not int(float()): a float would round numbers past 2**53
+        return int(m.group(1))
     raise AnnotationError(f"{source}: {what} is {value!r}, not a frame number; fix the cell")
 
 
@@ -264,7 +274,9 @@ def list_frames(
     files carry the same frame number.
     """
     if not folder.is_dir():
-        raise SampleError(key, f"frame folder {folder} does not exist")
+        raise SampleError(
+            key, f"frame folder {folder} does not exist; check the dataset root and the clip's "
+            "name in the annotation file")
     found: dict[int, Path] = {}
     with os.scandir(folder) as it:
         for entry in it:
@@ -280,12 +292,15 @@ def list_frames(
                 continue
             if num in found:
                 raise SampleError(
-                    key, f"{found[num].name} and {p.name} in {folder} both are frame {num}"
+                    key, f"{found[num].name} and {p.name} in {folder} both are frame {num}; "
+                    "remove the copy"
                 )
             found[num] = p
     if not found:
         what = f" named like {pattern.pattern!r}" if pattern is not None else ""
-        raise SampleError(key, f"frame folder {folder} has no image files{what}")
+        raise SampleError(
+            key, f"frame folder {folder} has no image files{what}; restore the clip's frames"
+        )
     return sorted(found.items())
 
 
@@ -314,7 +329,9 @@ def build_sample(
     if row.onset is None or row.offset is None:
         extra.setdefault("keyframe_rule", "onset/offset = first/last frame of the folder")
     if onset > offset:
-        raise SampleError(row.key, f"onset {onset} is after offset {offset} ({row.source})")
+        raise SampleError(
+            row.key, f"onset {onset} is after offset {offset} ({row.source}); fix the annotation"
+        )
     if trim:
         frames = [(n, p) for n, p in frames if onset <= n <= offset]
         numbers = [n for n, _ in frames]
@@ -342,7 +359,8 @@ def build_sample(
             raise SampleError(
                 row.key,
                 f"{name} frame {num} is not among the frames of {folder} "
-                f"({numbers[0]}..{numbers[-1]}, {len(numbers)} files)",
+                f"({numbers[0]}..{numbers[-1]}, {len(numbers)} files); fix the annotation or "
+                "restore the frame",
             )
     if row.source:
         extra.setdefault("source", row.source)
@@ -368,6 +386,36 @@ def drop(row: Row, reason: str) -> Dropped:
     return Dropped(row.dataset, row.subject, row.clip, reason, row.source)
 
 
+def name_problem(row: Row) -> str | None:
+    """Why ``row`` cannot name a clip safely, or ``None``.
+
+    A key part (dataset, subject, clip) becomes a folder of the store and a folder part
+    leads to the frames: either one that is empty, ``.``, ``..``, holds a slash or is
+    absolute would read frames from outside the dataset root or write outside the store.
+    """
+    for what, value in (("dataset", row.dataset), ("subject", row.subject), ("clip", row.clip)):
+        if not value or value in (".", "..") or "/" in value or "\\" in value:
+            return (f"{what} name {value!r} cannot name a clip (empty, '.', '..' or a "
+                    "slash); fix the annotation")
+        if not value.isprintable() or not _utf8(value):
+            return (f"{what} name {value!r} has control characters or bytes that are not "
+                    "UTF-8; rename the folder or fix the annotation")
+    for part in row.folder:
+        pieces = re.split(r"[\\/]+", str(part))
+        if Path(str(part)).is_absolute() or ".." in pieces or re.match(r"[A-Za-z]:", str(part)):
+            return (f"frame folder {'/'.join(map(str, row.folder))!r} leaves the dataset root; "
+                    "fix the annotation")
+    return None
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a file name's undecodable bytes, kept as surrogates
+        return False
+    return True
+
+
 def join_rows(
     rows: Iterable[Row],
     root: Path,
@@ -385,9 +433,13 @@ def join_rows(
     seen: dict[str, str] = {}
     for row in rows:
         if row.key in seen:
-            dropped.append(drop(row, f"duplicate of the clip at {seen[row.key]}"))
+            dropped.append(drop(row, f"duplicate of the clip at {seen[row.key]}; remove one"))
             continue
         seen[row.key] = row.source or row.key
+        problem = name_problem(row)
+        if problem is not None:
+            dropped.append(drop(row, problem))
+            continue
         try:
             sample = build_sample(row, root, pattern=pattern, trim=trim)
         except SampleError as exc:

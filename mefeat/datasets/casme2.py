@@ -45,9 +45,11 @@ COLUMNS = {
 def subject_id(value: object, *, source: str = "") -> str:
     """``"01"``, ``1`` or ``"sub01"`` → ``"sub01"`` (the frame folder's name)."""
     text = cell_text(value)
-    m = re.fullmatch(r"(?:sub)?0*(\d+)", text, re.IGNORECASE)
+    m = re.fullmatch(r"(?:sub)?0*(\d{1,9})", text, re.IGNORECASE)
     if not m:
-        raise AnnotationError(f"{source}: Subject {value!r} is not a CASME II subject number")
+        raise AnnotationError(
+            f"{source}: Subject {value!r} is not a CASME II subject number; fix the cell"
+        )
     return f"sub{int(m.group(1)):02d}"
 
 

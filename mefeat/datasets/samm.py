@@ -44,7 +44,7 @@ OPTIONAL = {
 def subject_id(value: object, *, source: str = "") -> str:
     """``"006"`` or ``6`` → ``"006"`` (the frame folder's name)."""
     text = cell_text(value)
-    if not text.isdigit():
+    if not (text.isdecimal() and len(text) <= 9):  # isdigit() would pass "²", int() not
         raise AnnotationError(f"{source}: Subject {value!r} is not a SAMM subject number")
     return f"{int(text):03d}"
 

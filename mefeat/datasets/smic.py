@@ -33,7 +33,7 @@ _CLIP = re.compile(r"s0*(\d+)_([a-z]+)_(\d+)", re.IGNORECASE)
 
 def subject_id(value: object, *, source: str = "") -> str:
     """``20``, ``"20"``, ``"s20"`` or ``"s01"`` → ``"s20"`` / ``"s1"`` (the HS folder name)."""
-    m = re.fullmatch(r"s?0*(\d+)", cell_text(value), re.IGNORECASE)
+    m = re.fullmatch(r"s?0*(\d{1,9})", cell_text(value), re.IGNORECASE)
     if not m:
         raise AnnotationError(f"{source}: Subject {value!r} is not a SMIC subject number")
     return f"s{int(m.group(1))}"

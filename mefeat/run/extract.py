@@ -66,10 +66,34 @@ def variant_name(policy_name: str, flow: str) -> str:
 _ALIGNER: FaceAligner | None = None
 
 
-def _worker_init(align: dict[str, Any]) -> None:
+def _worker_init(align: dict[str, Any], pool: bool = False) -> None:
     global _ALIGNER
     cv2.setNumThreads(1)  # one clip per process; let the pool own the cores
     _ALIGNER = FaceAligner(AlignConfig(**align))
+    if pool:
+        _exit_with_parent()
+
+
+def _exit_with_parent() -> None:
+    """End this pool worker when the process that started it dies (e.g. SIGKILL).
+
+    An idle worker waits on its task queue forever, and nothing tells it that the main
+    process is gone: without this, every killed extraction would leave its workers behind.
+    """
+    import multiprocessing
+    import threading
+
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        # join() waits on a pipe that only the parent holds open: it returns when the
+        # parent is gone, even if that happened before this worker finished starting.
+        parent.join()
+        os._exit(1)
+
+    threading.Thread(target=watch, name="mefeat-parent-watch", daemon=True).start()
 
 
 @dataclass
@@ -109,12 +133,14 @@ def _work(task: _Task) -> tuple[int, Any, Any, dict, str | None]:
 
 
 def _run_tasks(tasks: Sequence[_Task], workers: int, align: dict) -> Iterator[tuple]:
+    if not tasks:  # everything resumed or skipped: no need to load the face models
+        return
     if workers <= 1:
         _worker_init(align)
         for t in tasks:
             yield _work(t)
         return
-    with ProcessPoolExecutor(workers, initializer=_worker_init, initargs=(align,)) as pool:
+    with ProcessPoolExecutor(workers, initializer=_worker_init, initargs=(align, True)) as pool:
         pending: set[Future] = set()
         queue = iter(tasks)
         # Keep a bounded number of clips in flight: results hold whole aligned clips.
@@ -200,11 +226,14 @@ def extract(
         done_masks = {name: var.done() for name, (_, var) in variants.items()}
 
         tasks = []
+        status = fs.column("status")
         for i, s in enumerate(samples):
             todo = [(n, p.spec, flow, flow_params) for n, (p, _) in variants.items()
                     if not done_masks[n][i]]
             cached = fs.has_frames(s.key)
             if cached and not todo:
+                if status[i] != "done":  # killed after its done flags, before its status
+                    fs.set_status(i, "done")
                 summary.resumed.append(s.key)
                 continue
             if root is None and not cached:

@@ -71,6 +71,23 @@ def _config_diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> 
     return diffs
 
 
+# File descriptors of the writer locks this process holds; a forked child closes its copies.
+_HELD_LOCKS: set[int] = set()
+_AT_FORK_REGISTERED = False
+
+
+def _close_locks_in_child() -> None:
+    # flock belongs to the open file, shared by every forked copy of the descriptor: a pool
+    # worker that kept its copy would keep the store locked after the writer was killed,
+    # and the resume would be refused. The child never writes, so it lets go of its copies.
+    for fd in _HELD_LOCKS:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _HELD_LOCKS.clear()
+
+
 class _WriterLock:
     """An exclusive advisory lock so that two extractions never write one store at once."""
 
@@ -79,6 +96,10 @@ class _WriterLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
+        global _AT_FORK_REGISTERED
+        if not _AT_FORK_REGISTERED:
+            os.register_at_fork(after_in_child=_close_locks_in_child)
+            _AT_FORK_REGISTERED = True
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -93,9 +114,11 @@ class _WriterLock:
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._fd = fd
+        _HELD_LOCKS.add(fd)
 
     def release(self) -> None:
         if self._fd is not None:
+            _HELD_LOCKS.discard(self._fd)
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
@@ -153,6 +176,7 @@ class FeatureStore:
         path = str(path)
         lock = _WriterLock(Path(path)) if "://" not in path else None
         if lock:
+            _check_local_target(Path(path))
             lock.acquire()
         try:
             exists = _exists(path)
@@ -186,6 +210,13 @@ class FeatureStore:
 
     def _init(self, samples: Sequence[Sample], config: dict[str, Any], prov: dict) -> None:
         keys = [s.key for s in samples]
+        for key in keys:  # each part becomes a folder of the store
+            parts = key.split("/")
+            if any(p in ("", ".", "..") or not p.isprintable() or not _utf8(p) for p in parts):
+                raise StoreError(
+                    f"sample key {key!r} cannot name a folder of the store (an empty, '.' or "
+                    "'..' part, control characters or undecodable bytes); rename the clip"
+                )
         if len(set(keys)) != len(keys):
             dup = sorted({k for k in keys if keys.count(k) > 1})
             raise StoreError(f"duplicate sample keys {dup[:5]}: the reader must make keys unique")
@@ -331,7 +362,9 @@ class FeatureStore:
         self, name: str, attrs: dict[str, Any], size: int, maps: Iterable[str] = tuple(MAPS)
     ) -> Variant:
         """Open variant ``name``, creating it if new; refuse one made with other ``attrs``."""
-        if name in self.variants():
+        # A variant gets its attributes last: one without them is a creation that a killed
+        # run left unfinished (nothing of it is done), and is made again below.
+        if name in self.variants() and "settings" in self.variant(name).attrs:
             var = self.variant(name)
             old = var.attrs.get("settings", {})
             if fingerprint(old) != fingerprint(attrs):
@@ -343,11 +376,14 @@ class FeatureStore:
             return var
         n = len(self)
         grp = self.group.require_group(f"features/{name}")
-        grp.create_array("keyframes", shape=(n, 3), dtype="int32", chunks=(1, 3), fill_value=-1)
+        grp.create_array("keyframes", shape=(n, 3), dtype="int32", chunks=(1, 3), fill_value=-1,
+                         overwrite=True)
         for m in maps:
             c, dtype = MAPS[m]
-            grp.create_array(m, shape=(n, c, size, size), dtype=dtype, chunks=(1, c, size, size))
-        grp.create_array("done", shape=(n,), dtype="bool", chunks=(1,), fill_value=False)
+            grp.create_array(m, shape=(n, c, size, size), dtype=dtype, chunks=(1, c, size, size),
+                             overwrite=True)
+        grp.create_array("done", shape=(n,), dtype="bool", chunks=(1,), fill_value=False,
+                         overwrite=True)
         grp.attrs.update({"settings": attrs, "fingerprint": fingerprint(attrs), "size": size,
                           "maps": list(maps)})
         return Variant(grp, name, self)
@@ -411,6 +447,32 @@ class Variant:
             arr = self.group[name][:]  # one bulk read, then select
             out[name] = arr[idx]
         return idx, out
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes of a file name, kept as surrogates
+        return False
+    return True
+
+
+def _check_local_target(path: Path) -> None:
+    """Refuse to write a store over a file, or into a folder that holds other things."""
+    if path.exists() and not path.is_dir():
+        raise StoreError(f"{path} is a file, not a store; choose another --store (a new folder "
+                         "ending in .zarr)")
+    if (path / "zarr.json").is_file():
+        _exists(str(path))  # refuses a Zarr group of another tool before we lock it
+    elif path.is_dir():
+        # What a killed creation may leave: our lock file, zarr's temporary files.
+        other = sorted(c.name for c in path.iterdir()
+                       if c.name != ".mefeat-writer.lock" and not c.name.endswith(".partial"))
+        if other:
+            raise StoreError(
+                f"{path} is a folder with other files ({', '.join(other[:3])}...) and not a "
+                "mefeat store; choose another --store (a new folder ending in .zarr)"
+            )
 
 
 def _exists(path: str) -> bool:
