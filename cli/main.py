@@ -28,8 +28,11 @@ class _Group(click.Group):
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="mefeat")
 @click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
+@click.option("--plugin", "plugins", multiple=True, envvar="MEFEAT_PLUGINS",
+              metavar="MODULE", help="Import MODULE first, e.g. one that registers your own "
+              "models with @mefeat.models.register (repeatable; env MEFEAT_PLUGINS).")
 @click.pass_context
-def cli(ctx: click.Context, debug: bool) -> None:
+def cli(ctx: click.Context, debug: bool, plugins: tuple[str, ...]) -> None:
     """Micro-expression recognition: raw dataset folders → feature store → LOSO benchmarks.
 
     \b
@@ -40,6 +43,14 @@ def cli(ctx: click.Context, debug: bool) -> None:
       mefeat inspect demo/features.zarr
     """
     ctx.obj = {"debug": debug}
+    import importlib
+
+    for name in plugins:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise click.BadParameter(f"cannot import {name!r}: {exc}",
+                                     param_hint="--plugin") from None
 
 
 def _register_commands() -> None:

@@ -91,3 +91,41 @@ def test_unlabelled_store_is_a_clear_error(tmp_path):
     res = CliRunner().invoke(cli, ["train", "--model", "ststnet", "--store",
                                    str(tmp_path / "u.zarr"), "--out", str(tmp_path / "o")])
     assert res.exit_code == 1 and "--labels" in res.output
+
+
+def test_a_user_model_trains_with_mefeat_train(store, tmp_path, monkeypatch):
+    plugin = tmp_path / "my_models.py"
+    plugin.write_text('''
+from torch import nn
+from mefeat.models import register
+
+
+class Flat(nn.Module):
+    def __init__(self, num_classes=3):
+        super().__init__()
+        self.head = nn.Linear(3 * 28 * 28, num_classes)
+
+    def forward_features(self, x):
+        return x.flatten(1) / 255.0
+
+    def forward_head(self, f):
+        return self.head(f)
+
+    def forward(self, x):
+        return self.forward_head(self.forward_features(x))
+
+    def reset_classifier(self, num_classes):
+        self.head = nn.Linear(self.head.in_features, num_classes)
+
+
+@register("flat_user_net", view="ststnet", input_shapes=((3, 28, 28),),
+          train={"optimizer": "adam", "lr": 1e-3, "epochs": 5})
+def flat_user_net(*, num_classes=3):
+    return Flat(num_classes)
+''')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "user"
+    res = CliRunner().invoke(cli, ["--plugin", "my_models", "train", "--model",
+                                   "flat_user_net", "--store", str(store), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert json.loads((out / "metrics.json").read_text())["model"] == "flat_user_net"
