@@ -45,6 +45,23 @@ def _subject_pose(i: int, rng: np.random.Generator) -> Pose:
     )
 
 
+def _posed_subject(photo, s, rng, aligner, tries: int = 10):
+    """A pose of the photograph in which dlib finds exactly one face, and its landmarks.
+
+    Some poses make a weak second detection (the suit's patch); those are drawn again.
+    """
+    from mefeat.errors import FaceNotFoundError
+
+    for _ in range(tries):
+        image, _ = pose_image(photo, _subject_pose(s, rng))
+        try:
+            return image, aligner.landmarks(image, where=f"demo subject {s + 1}")
+        except FaceNotFoundError:
+            if s == 0:
+                raise
+    raise FaceNotFoundError(f"demo subject {s + 1}", f"no usable pose in {tries} tries")
+
+
 def build_demo(
     out: str | os.PathLike,
     *,
@@ -71,8 +88,7 @@ def build_demo(
                "Action Units", "Estimated Emotion"])
     apex_truth = {}
     for s in range(subjects):
-        image, _ = pose_image(photo, _subject_pose(s, rng))
-        landmarks = aligner.landmarks(image, where=f"demo subject {s + 1}")
+        image, landmarks = _posed_subject(photo, s, rng, aligner)
         cx, cy = landmarks.mean(axis=0).astype(int)
         x0 = int(np.clip(cx - _WINDOW // 2, 0, image.shape[1] - _WINDOW))
         y0 = int(np.clip(cy - _WINDOW // 2, 0, image.shape[0] - _WINDOW))

@@ -7,6 +7,7 @@ Nothing else in mefeat knows which executor runs it.
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any
@@ -30,7 +31,9 @@ def run_jobs(
         for i, args in enumerate(jobs):
             yield i, fn(*args)
     elif executor == "process":
-        with ProcessPoolExecutor(workers, initializer=_one_thread) as pool:
+        # spawn, not fork: OpenCV's and torch's thread pools are not fork-safe.
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_one_thread) as pool:
             futures = {pool.submit(fn, *args): i for i, args in enumerate(jobs)}
             pending = set(futures)
             while pending:

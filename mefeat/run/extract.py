@@ -8,6 +8,7 @@ written before its ``done`` flag, so a killed run resumes where it stopped.
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -140,7 +141,11 @@ def _run_tasks(tasks: Sequence[_Task], workers: int, align: dict) -> Iterator[tu
         for t in tasks:
             yield _work(t)
         return
-    with ProcessPoolExecutor(workers, initializer=_worker_init, initargs=(align, True)) as pool:
+    # "spawn", not fork: OpenCV's and zarr's threads in this process may hold locks at the
+    # moment of a fork, which would deadlock the child (seen after building the demo).
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
+                             initargs=(align, True)) as pool:
         pending: set[Future] = set()
         queue = iter(tasks)
         # Keep a bounded number of clips in flight: results hold whole aligned clips.
