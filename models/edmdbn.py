@@ -47,39 +47,14 @@ from torch import Tensor, nn
 
 from mefeat.errors import ModelError
 
+from ._layers import DropPath as _DropPath
+from ._layers import Mlp as _Mlp
 from .mmnet import PositionCalibration
 from .registry import register
 
 __all__ = ["EDMDBN", "SwinTransformer3D", "edmdbn"]
 
 _Size3 = tuple[int, int, int]
-
-
-class _DropPath(nn.Module):
-    """Stochastic depth per sample, drawing the same random numbers as timm's DropPath."""
-
-    def __init__(self, p: float) -> None:
-        super().__init__()
-        self.p = p
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self.p == 0.0 or not self.training:
-            return x
-        keep = 1.0 - self.p
-        shape = (x.shape[0],) + (1,) * (x.ndim - 1)
-        mask = (keep + torch.rand(shape, dtype=x.dtype, device=x.device)).floor_()
-        return x.div(keep) * mask
-
-
-class _Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(self.act(self.fc1(x)))
 
 
 def _window_partition(x: Tensor, ws: _Size3) -> Tensor:

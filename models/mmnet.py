@@ -62,6 +62,7 @@ from torch import Tensor, nn
 
 from mefeat.errors import ModelError
 
+from ._layers import Block as _Block
 from .registry import register
 
 __all__ = ["MMNet", "mmnet"]
@@ -69,67 +70,6 @@ __all__ = ["MMNet", "mmnet"]
 _ACT_CHANNELS = 180  # conv_act output width (90 * 2 in the official code)
 _POS_DIM = 512  # PC-branch token width = main-branch last stage width
 _POS_GRID = 14  # the PC branch sees the onset frame at 14 x 14
-
-
-class _DropPath(nn.Module):
-    """Stochastic depth per sample (as in timm / the official ``PC_module.py``)."""
-
-    def __init__(self, p: float) -> None:
-        super().__init__()
-        self.p = p
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self.p == 0.0 or not self.training:
-            return x
-        keep = 1.0 - self.p
-        # floor(keep + U[0,1)) draws the same random numbers as the official code, so a
-        # seeded run reproduces it in training mode too.
-        shape = (x.shape[0],) + (1,) * (x.ndim - 1)
-        mask = (keep + torch.rand(shape, dtype=x.dtype, device=x.device)).floor_()
-        return x.div(keep) * mask
-
-
-class _Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(self.act(self.fc1(x)))
-
-
-class _Attention(nn.Module):
-    def __init__(self, dim: int, num_heads: int) -> None:
-        super().__init__()
-        self.num_heads = num_heads
-        self.scale = (dim // num_heads) ** -0.5
-        self.qkv = nn.Linear(dim, dim * 3, bias=True)
-        self.proj = nn.Linear(dim, dim)
-
-    def forward(self, x: Tensor) -> Tensor:
-        b, n, c = x.shape
-        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4)
-        attn = ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)
-        return self.proj((attn @ v).transpose(1, 2).reshape(b, n, c))
-
-
-class _Block(nn.Module):
-    """Pre-norm transformer block (LayerNorm eps 1e-6, GELU MLP)."""
-
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, drop_path: float) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = _Attention(dim, num_heads)
-        self.drop_path = _DropPath(drop_path) if drop_path > 0 else nn.Identity()
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = _Mlp(dim, int(dim * mlp_ratio))
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x)))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
 class _PatchEmbed(nn.Module):
