@@ -125,3 +125,15 @@ def test_sweep_makes_one_row_per_value(bench_store, tmp_path):
     res = CliRunner().invoke(cli, ["bench", str(bench_store), "--sweep", "nonsense",
                                    "--out", str(tmp_path / "x")])
     assert res.exit_code == 1 and "MODEL.OPTION=V1,V2" in res.output
+
+
+def test_spot_reports_frame_errors_on_the_demo(bench_store):
+    import json
+
+    res = CliRunner().invoke(cli, ["spot", str(bench_store), "--json"])
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.output)
+    assert info["clips"] == 9 and set(info["methods"]) == {"flowpeak", "featdiff"}
+    assert info["methods"]["flowpeak"]["within_2"] >= 0.9  # the demo's apex is known
+    text = CliRunner().invoke(cli, ["spot", str(bench_store)]).output
+    assert "flowpeak" in text and "featdiff" in text and "mean error" in text
