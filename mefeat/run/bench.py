@@ -138,6 +138,21 @@ def _write_atomic(path: Path, payload: dict) -> None:
     os.replace(tmp, path)  # a reader sees the whole file or none
 
 
+def _check_same_settings(out: Path, settings: dict[str, Any]) -> None:
+    """Finished jobs are reused only under the settings that made them."""
+    path = out / "bench.json"
+    if not path.is_file():
+        return
+    old = json.loads(path.read_text())
+    diffs = [f"{k}: {old.get(k)!r} there, {v!r} now" for k, v in settings.items()
+             if old.get(k) != v]
+    if diffs:
+        raise MefeatError(
+            f"{out} holds a bench made with other settings ({'; '.join(diffs)}); "
+            "use another --out or the same settings"
+        )
+
+
 def ensure_variants(store: str, specs: Sequence[str], *, workers: int = 1) -> dict[str, str]:
     """Make the key-frame variants a bench needs (from the store's aligned frames)."""
     from mefeat.keyframes import parse_policy
@@ -146,15 +161,15 @@ def ensure_variants(store: str, specs: Sequence[str], *, workers: int = 1) -> di
 
     fs = FeatureStore.open(store)
     names = {spec: parse_policy(spec).name for spec in specs}
-    missing = [s for s, n in names.items() if n not in fs.variants()]
-    if missing:
-        if not any(fs.has_frames(str(k)) for k in fs.column("key")[:1]):
-            raise MefeatError(
-                f"{store} has no aligned frames to make variants {sorted(missing)} from "
-                "(an imported store?); bench it with --conditions gt only"
-            )
-        extract(None, dataset=fs.config.get("dataset", ""), store=store, keyframes=missing,
-                workers=workers)
+    if any(v.startswith("official-") for v in fs.variants()):
+        raise MefeatError(
+            f"{store} holds imported official features, no aligned frames to make key-frame "
+            "variants from; bench it with --conditions gt --variant official-..."
+        )
+    # Always through extract: it finishes variants that an interrupted run left partial,
+    # and costs nothing (no face models loaded) when every sample is done.
+    extract(None, dataset=fs.config.get("dataset", ""), store=store, keyframes=list(specs),
+            workers=workers, progress=False)
     return names
 
 
@@ -217,11 +232,13 @@ def run_bench(
                     jobs.append((store, variants[(c, r)], m.name, m.options, r, fold, epochs,
                                  selection, device, want_features))
                     paths.append(path)
-    (out).mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = {"store": store, "epochs": epochs, "selection": selection,
+                "spot_method": spot_method, "device": device}
+    _check_same_settings(out, settings)
     (out / "bench.json").write_text(json.dumps({
-        "store": store, "models": [m.tag for m in bench_models], "conditions": list(conditions),
-        "runs": runs, "epochs": epochs, "selection": selection, "spot_method": spot_method,
-        "variants": {f"{c}/run{r}": v for (c, r), v in variants.items()},
+        **settings, "models": [m.tag for m in bench_models], "conditions": list(conditions),
+        "runs": runs, "variants": {f"{c}/run{r}": v for (c, r), v in variants.items()},
     }, indent=1))
     bar = tqdm(total=len(jobs), desc="bench", unit="job", disable=not progress)
     for i, result in run_jobs(bench_job, jobs, executor=executor, workers=workers,

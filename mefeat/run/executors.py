@@ -33,13 +33,18 @@ def run_jobs(
     elif executor == "process":
         # spawn, not fork: OpenCV's and torch's thread pools are not fork-safe.
         ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_one_thread) as pool:
+        pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_one_thread)
+        try:
             futures = {pool.submit(fn, *args): i for i, args in enumerate(jobs)}
             pending = set(futures)
             while pending:
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in finished:
                     yield futures[fut], fut.result()
+        finally:
+            # A failed job or an interrupted consumer must not leave hours of queued jobs
+            # running whose results nobody will write.
+            pool.shutdown(wait=True, cancel_futures=True)
     elif executor == "ray":
         yield from _run_ray(fn, jobs, address=address, gpus_per_job=gpus_per_job,
                             workers=workers)

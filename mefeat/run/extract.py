@@ -120,13 +120,20 @@ def _work(task: _Task) -> tuple[int, Any, Any, dict, str | None]:
         else:
             aligned, _ = FeatureStore.open(task.store_path).read_frames(task.key)
             landmarks = None
-        results = {}
+        results, errors = {}, {}
         for name, spec, method, params in task.variants:
-            kf = parse_policy(spec).apply(task.key, len(aligned), KeyFrames(*task.gt), aligned)
-            maps = clip_features(aligned, kf.onset, kf.apex, kf.offset, method, params)
-            results[name] = ((kf.onset, kf.apex, kf.offset), maps)
+            # One variant's failure (a spotter that needs a longer clip...) must not cost
+            # the clip's aligned frames or its other variants.
+            try:
+                kf = parse_policy(spec).apply(task.key, len(aligned), KeyFrames(*task.gt),
+                                              aligned)
+                maps = clip_features(aligned, kf.onset, kf.apex, kf.offset, method, params)
+                results[name] = ((kf.onset, kf.apex, kf.offset), maps)
+            except MefeatError as exc:
+                errors[name] = exc.reason if isinstance(exc, SampleError) else str(exc)
         frames_out = aligned if task.store_path is None else None
-        return task.index, frames_out, landmarks, results, None
+        error = "; ".join(f"variant {n}: {e}" for n, e in errors.items()) or None
+        return task.index, frames_out, landmarks, results, error
     except SampleError as exc:
         return task.index, None, None, {}, exc.reason
     except MefeatError as exc:
@@ -250,14 +257,18 @@ def extract(
         bar = tqdm(total=len(tasks), desc="extract", unit="clip", disable=not progress)
         for index, frames, landmarks, results, error in _run_tasks(tasks, workers, vars(align)):
             key = samples[index].key
-            if error is not None:
-                fs.set_status(index, "failed", error)
-                summary.failed[key] = error
-            else:
+            aligned = frames is not None or fs.has_frames(key)
+            if aligned:
                 if frames is not None:
                     fs.write_frames(key, frames, landmarks)
                 for name, (kf, maps) in results.items():
                     variants[name][1].write_sample(index, kf, _cast(maps))
+            if error is not None:
+                # the status is the clip's: "done" once its frames are aligned; a variant
+                # that could not be made is named in the error column and the summary
+                fs.set_status(index, "done" if aligned else "failed", error)
+                summary.failed[key] = error
+            else:
                 fs.set_status(index, "done")
                 summary.done.append(key)
             bar.update()

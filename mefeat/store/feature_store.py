@@ -339,6 +339,12 @@ class FeatureStore:
         lm[:] = landmarks
         grp.attrs["done"] = True
 
+    def read_landmarks(self, key: str) -> np.ndarray:
+        """A clip's (68, 2) onset landmarks in aligned coordinates, without its frames."""
+        if not self.has_frames(key):
+            raise StoreError(f"{self.path}: no aligned frames for {key}; run `mefeat extract`")
+        return self.group[f"frames/{key}/landmarks"][:]
+
     def read_frames(self, key: str) -> tuple[np.ndarray, np.ndarray]:
         if not self.has_frames(key):
             raise StoreError(f"{self.path}: no aligned frames for {key}; run `mefeat extract`")

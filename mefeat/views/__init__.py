@@ -134,6 +134,7 @@ class View:
     official: Callable[..., tuple[np.ndarray, ...]] | None = None
     official_arrays: tuple[str, ...] = ("image",)
     frames: bool = False
+    landmarks: bool = False  # reads the 68 onset landmarks (region tiling)
 
 
 VIEWS: dict[str, View] = {}
@@ -210,10 +211,11 @@ def _uvs(size):
 
 register_view(View("ststnet", ("flow_oa", "strain_oa"), _ststnet,
                    official=lambda a, lm: (a["image"].astype(np.float32),)))
-register_view(View("htnet", ("flow_oa", "strain_oa"), _htnet, official=_htnet_official))
+register_view(View("htnet", ("flow_oa", "strain_oa"), _htnet, official=_htnet_official,
+                   landmarks=True))
 register_view(View("causalnet", ("flow_oa", "strain_oa", "flow_ao", "strain_ao"), _causalnet,
                    official=_causalnet_official,
-                   official_arrays=("image", "image_ao", "dir_oa", "dir_ao")))
+                   official_arrays=("image", "image_ao", "dir_oa", "dir_ao"), landmarks=True))
 register_view(View("offapexnet", ("flow_oa",), _uv(28), official=_uv_official))
 register_view(View("dual_inception", ("flow_oa",), _uv(28), official=_uv_official))
 register_view(View("offtanet", ("flow_oa", "strain_oa"), _uvs(112)))

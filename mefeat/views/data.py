@@ -64,15 +64,14 @@ def load_view(store: str | os.PathLike, *, variant: str = "gt", view: str) -> Vi
                 f"{store}: variant {variant!r} holds official {fmt} images, which view "
                 f"{view!r} cannot use; extract flows with `mefeat extract` for this model"
             )
-        names = [a for a in v.official_arrays if a in var.group] + (
-            ["points"] if "points" in var.group else [])
+        names = list(v.official_arrays) + (["points"] if "points" in var.group else [])
         idx, arrays = var.read(names)
         inputs = v.official(arrays, arrays.get("points"))
     else:
         idx, arrays = var.read(v.arrays)
         keys = [str(k) for k in table["key"][idx]]
-        landmarks = np.stack([fs.read_frames(k)[1] for k in keys]) \
-            if len(idx) else np.zeros((0, 68, 2), np.float32)
+        landmarks = np.stack([fs.read_landmarks(k) for k in keys]) \
+            if len(idx) and v.landmarks else np.zeros((len(idx), 68, 2), np.float32)
         if v.frames:
             arrays["clips"] = lambda i: fs.read_frames(keys[i])[0]
         inputs = v.build(arrays, landmarks, int(var.attrs["size"]))
