@@ -9,7 +9,7 @@ import click
 
 
 @click.command()
-@click.argument("store", type=click.Path(exists=True, path_type=Path))
+@click.argument("store")  # a folder or any fsspec URL zarr accepts
 @click.option("--method", "methods", multiple=True, type=click.Choice(["flowpeak", "featdiff"]),
               help="Spotting method(s) (default: all).")
 @click.option("--within", default="1,2,5", show_default=True, help="Frame tolerances.")
@@ -37,7 +37,7 @@ def spot(store, methods, within, as_json):
 
 
 @click.command()
-@click.argument("store", type=click.Path(exists=True, path_type=Path))
+@click.argument("store")  # a folder or any fsspec URL zarr accepts
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--baselines", is_flag=True, help="Every registered model.")
 @click.option("--models", "models", default=None, help="Comma-separated model names.")

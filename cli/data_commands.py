@@ -71,7 +71,7 @@ def extract(root, dataset, annotations, store, label_scheme, flow, flow_params, 
 
 
 @click.command()
-@click.argument("store", type=click.Path(exists=True, path_type=Path))
+@click.argument("store")  # a folder or any fsspec URL zarr accepts
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def inspect(store, as_json):
     """Counts by dataset, subject and label; variants; settings; failures.
@@ -87,7 +87,7 @@ def inspect(store, as_json):
 
 
 @click.command()
-@click.argument("store", type=click.Path(exists=True, path_type=Path))
+@click.argument("store")  # a folder or any fsspec URL zarr accepts
 @click.argument("key")
 @click.option("--variant", default="gt", show_default=True)
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
@@ -105,7 +105,7 @@ def show(store, key, variant, out):
 
 
 @click.command()
-@click.argument("store", type=click.Path(exists=True, path_type=Path))
+@click.argument("store")  # a folder or any fsspec URL zarr accepts
 @click.option("--format", "fmt", type=click.Choice(["h5"]), default="h5", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Output file (default: the store's name with .h5).")

@@ -95,7 +95,7 @@ def _print_metrics(m: dict) -> None:
 
 @click.command()
 @click.option("--model", required=True, type=_ModelChoice())
-@click.option("--store", required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--store", required=True, help="Store: a folder or an fsspec URL.")
 @click.option("--variant", default="gt", show_default=True)
 @click.option("--epochs", type=int, help="Epochs per fold (default: the paper's).")
 @click.option("--runs", default=1, show_default=True, help="Repeats with seeds seed, seed+1…")
@@ -128,14 +128,16 @@ def train(model, store, variant, epochs, runs, seed, selection, device, folds, o
 
 @click.command()
 @click.option("--model", required=True, type=_ModelChoice())
-@click.option("--store", required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--store", required=True, help="Store: a folder or an fsspec URL.")
 @click.option("--variant", default="gt", show_default=True)
 @click.option("--checkpoints", required=True,
               type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Folder with one checkpoint per held-out subject, named after it.")
 @click.option("--device", default="cpu", show_default=True)
+@click.option("--option", "options", multiple=True, metavar="NAME=VALUE",
+              help="Model option the checkpoints were trained with (repeatable).")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
-def evaluate(model, store, variant, checkpoints, device, out):
+def evaluate(model, store, variant, checkpoints, device, options, out):
     """Evaluate per-subject checkpoints (.pth read weights-only, or .safetensors) under LOSO.
 
     \b
@@ -146,7 +148,7 @@ def evaluate(model, store, variant, checkpoints, device, out):
     from mefeat.run.train import run_evaluation
 
     m = run_evaluation(model, store, checkpoints=checkpoints, out=out, variant=variant,
-                       device=device)
+                       device=device, model_options=_parse_options(options))
     _print_metrics(m)
 
 

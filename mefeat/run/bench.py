@@ -105,7 +105,7 @@ def bench_job(store: str, variant: str, model: str, options: tuple, seed: int, f
 
     t0 = time.perf_counter()
     data = _view(store, variant, get_spec(model).view)
-    num_classes = len(data.classes) or int(data.labels.max()) + 1
+    num_classes = data.num_classes
     res = train_loso(model, data.inputs, data.labels, data.subjects, epochs=epochs,
                      selection=selection, seed=seed, device=device, folds=[fold],
                      model_options=dict(options), num_classes=num_classes,

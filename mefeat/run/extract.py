@@ -81,7 +81,6 @@ def _exit_with_parent() -> None:
     An idle worker waits on its task queue forever, and nothing tells it that the main
     process is gone: without this, every killed extraction would leave its workers behind.
     """
-    import multiprocessing
     import threading
 
     parent = multiprocessing.parent_process()
@@ -238,7 +237,7 @@ def extract(
         done_masks = {name: var.done() for name, (_, var) in variants.items()}
 
         tasks = []
-        status = fs.column("status")
+        status, errors = fs.column("status"), fs.column("error")
         for i, s in enumerate(samples):
             todo = [(n, p.spec, flow, flow_params) for n, (p, _) in variants.items()
                     if not done_masks[n][i]]
@@ -249,7 +248,7 @@ def extract(
                 summary.resumed.append(s.key)
                 continue
             if root is None and not cached:
-                summary.failed[s.key] = fs.column("error")[i] or "no aligned frames in the store"
+                summary.failed[s.key] = errors[i] or "no aligned frames in the store"
                 continue
             tasks.append(_Task(i, s.key, s.frames, (s.onset, s.apex, s.offset),
                                str(fs.path) if cached else None, todo))

@@ -90,7 +90,7 @@ def run_training(
 
     spec = get_spec(model)
     data = load_view(store, variant=variant, view=spec.view)
-    num_classes = len(data.classes) or int(data.labels.max()) + 1
+    num_classes = data.num_classes
     rows, per_run, results = [], [], []
     for r in range(runs):
         res = train_loso(model, data.inputs, data.labels, data.subjects, epochs=epochs,
@@ -149,6 +149,7 @@ def _find_checkpoint(folder: Path, subject: str) -> Path:
 def run_evaluation(
     model: str, store: str | os.PathLike, *, checkpoints: str | os.PathLike,
     out: str | os.PathLike, variant: str = "gt", device: str = "cpu",
+    model_options: dict | None = None,
 ) -> dict[str, Any]:
     """Evaluate per-subject checkpoints under LOSO: each held-out subject by its own file."""
     import torch
@@ -158,12 +159,12 @@ def run_evaluation(
 
     spec = get_spec(model)
     data = load_view(store, variant=variant, view=spec.view)
-    num_classes = len(data.classes) or spec.num_classes
+    num_classes = data.num_classes
     folder = Path(checkpoints)
     rows = []
     for subject in sorted(set(data.subjects)):
         path = _find_checkpoint(folder, subject)
-        net = create_model(model, num_classes=num_classes)
+        net = create_model(model, num_classes=num_classes, **(model_options or {}))
         state = load_official_state_dict(path)
         try:
             net.load_state_dict(state)

@@ -36,6 +36,11 @@ class ViewData:
     def __len__(self) -> int:
         return len(self.labels)
 
+    @property
+    def num_classes(self) -> int:
+        """Classes of the store's label scheme (else the largest label + 1)."""
+        return len(self.classes) or (int(self.labels.max()) + 1 if len(self.labels) else 0)
+
     def torch_dataset(self):
         """A ``torch.utils.data.TensorDataset`` of (inputs..., label)."""
         import torch
