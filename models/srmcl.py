@@ -422,10 +422,13 @@ class SRMCL(nn.Module):
         "mask_rounds": 2,
         "memory": {"temp": 0.05, "momentum": 0.1, "update": "class mean"},
         "sampler": "class-balanced batches (BalancedBatchSampler: n_classes x n_samples)",
-        "optimizer": None,
-        "lr": None,
-        "epochs": None,
-        "batch_size": None,
+        # The official training script is not released: these are mefeat's defaults
+        # (the usual ViT fine-tuning settings), labelled so in every output.
+        "optimizer": "adam",
+        "lr": 1e-4,
+        "epochs": 100,
+        "batch_size": 32,
+        "settings_source": "mefeat default: the official training script is not released",
         "pretrained": "best_model/pretrain.pt (Baidu drive only; not used here)",
     },
     paper="Boosting Micro-expression Recognition via Self-expression Reconstruction and "
