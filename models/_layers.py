@@ -8,6 +8,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from mefeat.errors import ModelError
+
 
 class DropPath(nn.Module):
     """Stochastic depth per sample (as in timm / the official ``PC_module.py``)."""
@@ -68,3 +70,23 @@ class Block(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         x = x + self.drop_path(self.attn(self.norm1(x)))
         return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class DenseHead:
+    """The classifier interface of models whose last layer is ``self.dense[-1]`` (the
+    Off-TANet repository's models): features are the input of that layer."""
+
+    display_name = "model"
+
+    def forward_head(self, features: Tensor) -> Tensor:
+        return self.dense[-1](features)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the last linear layer by a fresh one with ``num_classes`` outputs."""
+        if num_classes < 1:
+            raise ModelError(f"{self.display_name} needs num_classes >= 1, got {num_classes}")
+        self.num_classes = num_classes
+        self.dense[-1] = nn.Linear(self.num_features, num_classes)

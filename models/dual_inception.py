@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from mefeat.errors import ModelError
 
+from ._layers import DenseHead
 from .registry import register
 
 __all__ = ["DualInception", "InceptionBlock", "dual_inception"]
@@ -65,7 +66,7 @@ def _inception_stack() -> nn.Sequential:
     return nn.Sequential(InceptionBlock(1, 6), InceptionBlock(24, 16))
 
 
-class DualInception(nn.Module):
+class DualInception(DenseHead, nn.Module):
     """Dual-Inception (official PyTorch layout: ``icpt1``, ``icpt2``, ``dense``).
 
     Args:
@@ -73,6 +74,8 @@ class DualInception(nn.Module):
         img_size: side of the square flow maps (the official code uses 28); must be a
             multiple of 4 because of the two 2x2 poolings.
     """
+
+    display_name = "Dual-Inception"
 
     def __init__(self, num_classes: int = 3, *, img_size: int = 28):
         super().__init__()
@@ -105,18 +108,6 @@ class DualInception(nn.Module):
         y = torch.cat((self.icpt1(u).flatten(1), self.icpt2(v).flatten(1)), dim=1)
         return self.dense[:-1](y)
 
-    def forward_head(self, features: Tensor) -> Tensor:
-        return self.dense[-1](features)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the last linear layer by a fresh one with ``num_classes`` outputs."""
-        if num_classes < 1:
-            raise ModelError(f"Dual-Inception needs num_classes >= 1, got {num_classes}")
-        self.num_classes = num_classes
-        self.dense[-1] = nn.Linear(self.num_features, num_classes)
 
 
 @register(

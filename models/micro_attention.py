@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from mefeat.errors import ModelError
 
+from ._layers import DenseHead
 from .registry import register
 
 __all__ = ["MABlock", "MicroAttention", "micro_attention"]
@@ -62,7 +63,7 @@ class MABlock(nn.Module):
         return y + y * attention
 
 
-class MicroAttention(nn.Module):
+class MicroAttention(DenseHead, nn.Module):
     """Micro-attention (official PyTorch layout: ``conv``, ``pool``, ``ma``, ``dense``).
 
     Args:
@@ -71,6 +72,8 @@ class MicroAttention(nn.Module):
             multiple of 32 (stride-2 stem, stride-2 pool, three 2x2 pools).
         drop_rate: dropout after the 4096-wide hidden layer.
     """
+
+    display_name = "Micro-attention"
 
     def __init__(self, num_classes: int = 3, *, img_size: int = 224, drop_rate: float = 0.5):
         super().__init__()
@@ -112,18 +115,6 @@ class MicroAttention(nn.Module):
         y = self.ma(self.pool(self.conv(x)))
         return self.dense[:-1](y.flatten(1))
 
-    def forward_head(self, features: Tensor) -> Tensor:
-        return self.dense[-1](features)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the last linear layer by a fresh one with ``num_classes`` outputs."""
-        if num_classes < 1:
-            raise ModelError(f"Micro-attention needs num_classes >= 1, got {num_classes}")
-        self.num_classes = num_classes
-        self.dense[-1] = nn.Linear(self.num_features, num_classes)
 
 
 @register(

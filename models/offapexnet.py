@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from mefeat.errors import ModelError
 
+from ._layers import DenseHead
 from .registry import register
 
 __all__ = ["OffApexNet", "offapexnet"]
@@ -40,7 +41,7 @@ class _FlowStream(nn.Module):
         return self.pool2(self.conv2(self.pool1(self.conv1(x))))
 
 
-class OffApexNet(nn.Module):
+class OffApexNet(DenseHead, nn.Module):
     """Off-ApexNet (official PyTorch layout: ``cnn1``, ``cnn2``, ``dense``).
 
     Args:
@@ -49,6 +50,8 @@ class OffApexNet(nn.Module):
             multiple of 4 because of the two 2x2 poolings.
         drop_rate: dropout after each of the two hidden dense layers.
     """
+
+    display_name = "Off-ApexNet"
 
     def __init__(self, num_classes: int = 3, *, img_size: int = 28, drop_rate: float = 0.5):
         super().__init__()
@@ -85,18 +88,6 @@ class OffApexNet(nn.Module):
         y = torch.cat((self.cnn1(u).flatten(1), self.cnn2(v).flatten(1)), dim=1)
         return self.dense[:-1](y)
 
-    def forward_head(self, features: Tensor) -> Tensor:
-        return self.dense[-1](features)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the last linear layer by a fresh one with ``num_classes`` outputs."""
-        if num_classes < 1:
-            raise ModelError(f"Off-ApexNet needs num_classes >= 1, got {num_classes}")
-        self.num_classes = num_classes
-        self.dense[-1] = nn.Linear(self.num_features, num_classes)
 
 
 @register(

@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from mefeat.errors import ModelError
 
+from ._layers import DenseHead
 from .registry import register
 
 __all__ = ["NET_TYPES", "OffTANet", "offtanet"]
@@ -212,7 +213,7 @@ class BottleneckTransformer(nn.Module):
         return self.pool(self.sa(x) + self.botneck(x))
 
 
-class OffTANet(nn.Module):
+class OffTANet(DenseHead, nn.Module):
     """OFF-TANet (official layout: ``conv1``, ``res1``, ``res2``, ``eres``, ``dense``).
 
     Args:
@@ -221,6 +222,8 @@ class OffTANet(nn.Module):
         img_size: side of the square input (the official code uses 112); a multiple of 16.
         drop_rate: dropout after each of the two hidden dense layers.
     """
+
+    display_name = "OFF-TANet"
 
     def __init__(
         self,
@@ -276,18 +279,6 @@ class OffTANet(nn.Module):
         x = self.eres(self.res2(self.res1(self.conv1(x))))
         return self.dense[:-1](x.flatten(1))
 
-    def forward_head(self, features: Tensor) -> Tensor:
-        return self.dense[-1](features)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the last linear layer by a fresh one with ``num_classes`` outputs."""
-        if num_classes < 1:
-            raise ModelError(f"OFF-TANet needs num_classes >= 1, got {num_classes}")
-        self.num_classes = num_classes
-        self.dense[-1] = nn.Linear(self.num_features, num_classes)
 
 
 @register(
