@@ -40,3 +40,4 @@ def aligned_face(aligner) -> tuple[np.ndarray, np.ndarray]:
 
     frames, landmarks = aligner.align(face_photo()[None], 0)
     return frames[0], landmarks
+

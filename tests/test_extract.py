@@ -7,6 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
+from _stores import store_arrays
 from click.testing import CliRunner
 
 from mefeat.cli.main import cli
@@ -41,20 +42,6 @@ def demo_copy(demo_data, tmp_path):
 def _run(root, ann, store, **kw):
     return extract(root, dataset="casme2", annotations=ann, store=store, size=SIZE,
                    progress=False, **kw)
-
-
-def _arrays(store):
-    fs = FeatureStore.open(store)
-    out = {}
-    for name in fs.variants():
-        g = fs.group[f"features/{name}"]
-        for arr in g.array_keys():
-            out[f"{name}/{arr}"] = g[arr][:]
-    for key in fs.column("key"):
-        if fs.has_frames(key):
-            out[f"frames/{key}"] = fs.read_frames(key)[0]
-    out["status"] = fs.column("status")
-    return out
 
 
 def test_store_holds_every_map(demo_store):
@@ -138,7 +125,7 @@ def test_two_workers_give_the_same_store(demo_data, demo_store, tmp_path):
     store = tmp_path / "w2.zarr"
     extract(demo_data.root, dataset="casme2", annotations=demo_data.annotations, store=store,
             label_scheme="casme2-5", size=SIZE, workers=2, progress=False)
-    a, b = _arrays(demo_store), _arrays(store)
+    a, b = store_arrays(demo_store), store_arrays(store)
     assert a.keys() >= b.keys()
     for k in b:
         assert np.array_equal(a[k], b[k]), k

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _stores import store_arrays
 from click.testing import CliRunner
 
 from mefeat.cli.main import cli
@@ -85,25 +86,8 @@ def _reap(proc: subprocess.Popen) -> None:
         pass
 
 
-def _arrays(store: Path) -> dict[str, np.ndarray]:
-    fs = FeatureStore.open(store)
-    out = {}
-    for name in fs.variants():
-        g = fs.group[f"features/{name}"]
-        for arr in g.array_keys():
-            out[f"{name}/{arr}"] = g[arr][:]
-    for key in fs.column("key"):
-        if fs.has_frames(key):
-            frames, landmarks = fs.read_frames(key)
-            out[f"frames/{key}"] = frames
-            out[f"landmarks/{key}"] = landmarks
-    out["status"] = fs.column("status")
-    out["error"] = fs.column("error")
-    return out
-
-
 def _assert_same_store(a: Path, b: Path) -> None:
-    x, y = _arrays(a), _arrays(b)
+    x, y = store_arrays(a), store_arrays(b)
     assert x.keys() == y.keys()
     for k in x:
         assert np.array_equal(x[k], y[k]), k
@@ -134,7 +118,7 @@ def reference(demo, tmp_path_factory):
     assert "done 6, already done 0, failed 0" in res.stdout
     fs = FeatureStore.open(store)
     assert fs.variant("gt").done().all() and list(fs.column("status")) == ["done"] * N
-    return store, seconds, _arrays(store)
+    return store, seconds, store_arrays(store)
 
 
 def _check_after_kill(store: Path, ref: dict[str, np.ndarray]) -> set[int]:
