@@ -71,8 +71,12 @@ def models(as_json):
 @click.option("--store", required=True, type=click.Path(path_type=Path))
 @click.option("--points", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Optional CSV of HTNet's 28-px region points per image.")
-def import_features(folder, fmt, store, points):
+@click.option("--strict", is_flag=True, help="Exit non-zero when any sample fails.")
+def import_features(folder, fmt, store, points, strict):
     """Import the official 28×28 PNG features into a store variant.
+
+    A sample whose image is missing, corrupt or of another size is reported and left out
+    of the variant; running the same command again imports only what is still missing.
 
     \b
     Example:
@@ -80,8 +84,15 @@ def import_features(folder, fmt, store, points):
     """
     from mefeat.run.import_features import import_features as run
 
-    n, variant = run(folder, fmt=fmt, store=store, points=points)
-    click.echo(f"imported {n} samples into {store}, variant {variant}")
+    summary = run(folder, fmt=fmt, store=store, points=points)
+    for line in summary.lines():
+        click.echo(line)
+    if not summary.imported:
+        click.echo("error: nothing was imported: every sample failed (reasons above); fix "
+                   "them and run again", err=True)
+        raise SystemExit(1)
+    if summary.failed and strict:
+        raise SystemExit(1)
 
 
 def _print_metrics(m: dict) -> None:

@@ -66,8 +66,9 @@ def test_official_htnet_features_import_and_views(shared_data, tmp_path):
     from mefeat.views.data import load_view
 
     folder = shared_data / "features" / "cde28_htnet"
-    n, variant = import_features(folder, fmt="htnet", store=tmp_path / "h.zarr")
-    assert n == 442 and variant == "official-htnet"
+    summary = import_features(folder, fmt="htnet", store=tmp_path / "h.zarr")
+    n, variant = summary.imported, summary.variant
+    assert n == 442 and variant == "official-htnet" and not summary.failed
     data = load_view(tmp_path / "h.zarr", variant=variant, view="ststnet")
     assert data.inputs[0].shape == (442, 3, 28, 28) and len(set(data.subjects)) == 68
     assert np.bincount(data.labels).tolist() == [250, 109, 83]
@@ -108,7 +109,8 @@ def test_official_causalnet_import_crops_the_official_boxes(shared_data, tmp_pat
     from mefeat.views.data import load_view
 
     folder = shared_data / "features" / "cde28_causalnet"
-    n, variant = import_features(folder, fmt="causalnet", store=tmp_path / "c.zarr")
+    summary = import_features(folder, fmt="causalnet", store=tmp_path / "c.zarr")
+    n, variant = summary.imported, summary.variant
     data = load_view(tmp_path / "c.zarr", variant=variant, view="causalnet")
     x = data.inputs[0]
     assert n == 442 and x.shape == (442, 4, 3, 28, 28)

@@ -319,6 +319,18 @@ class FeatureStore:
         self.group["samples"]["error"][index] = error
         self.group["samples"]["status"][index] = status
 
+    def set_statuses(self, indices: Sequence[int], status: str,
+                     errors: Sequence[str] | None = None) -> None:
+        """``set_status`` for many samples in one write a column."""
+        if not len(indices):
+            return
+        idx = np.asarray(indices, dtype=np.int64)
+        err = [""] * len(idx) if errors is None else list(errors)
+        self.group["samples"]["error"].set_orthogonal_selection(
+            (idx,), np.asarray(err, dtype=object))
+        self.group["samples"]["status"].set_orthogonal_selection(
+            (idx,), np.asarray([status] * len(idx), dtype=object))
+
     # -- frames --------------------------------------------------------------------------
     def has_frames(self, key: str) -> bool:
         try:
@@ -394,22 +406,39 @@ class FeatureStore:
                           "maps": list(maps)})
         return Variant(grp, name, self)
 
-    def write_imported(self, name: str, arrays: dict[str, np.ndarray], attrs: dict[str, Any]):
-        """Write a whole imported variant (every sample done) in one go."""
-        if name in self.variants():
-            raise StoreError(f"{self.path} already has variant {name!r}; import into a new store")
+    def require_imported(
+        self, name: str, shapes: dict[str, tuple[tuple[int, ...], str]],
+        settings: dict[str, Any], *, source: str = "",
+    ) -> Variant:
+        """Open imported variant ``name`` (arrays ``{name: (shape per sample, dtype)}``),
+        creating it if new; refuse one imported with other ``settings``.
+
+        Rows are chunked one sample a chunk and counted by the ``done`` flags, as in an
+        extracted variant, so an import resumes and a failed sample can be added later.
+        """
+        if name in self.variants() and "fingerprint" in self.variant(name).attrs:
+            var = self.variant(name)
+            old = var.attrs.get("settings", {})
+            if fingerprint(old) != fingerprint(settings) or sorted(shapes) != var.maps:
+                diffs = "; ".join(_config_diff(old, settings)) or f"arrays {var.maps}"
+                raise StoreError(
+                    f"{self.path}: variant {name!r} was imported with other settings "
+                    f"({diffs}); import into another --store"
+                )
+            var.group.attrs["source"] = source
+            return var
         n = len(self)
         grp = self.group.require_group(f"features/{name}")
-        for key, value in arrays.items():
-            if value.shape[0] != n:
-                raise StoreError(f"array {key!r} has {value.shape[0]} rows for {n} samples")
-            arr = grp.create_array(key, shape=value.shape, dtype=value.dtype,
-                                   chunks=(n,) + value.shape[1:])
-            arr[:] = value
-        grp.create_array("done", shape=(n,), dtype="bool", chunks=(n,), fill_value=False)
-        grp.attrs.update({**attrs, "settings": attrs, "maps": sorted(arrays),
-                          "size": int(next(iter(arrays.values())).shape[-1])})
-        grp["done"][:] = True
+        for key, (shape, dtype) in shapes.items():
+            grp.create_array(key, shape=(n, *shape), dtype=dtype, chunks=(1, *shape),
+                             overwrite=True)
+        grp.create_array("done", shape=(n,), dtype="bool", chunks=(1,), fill_value=False,
+                         overwrite=True)
+        size = next((s[-1] for s, _ in shapes.values() if len(s) == 3), 0)
+        # The fingerprint last: a variant without it is an interrupted creation.
+        grp.attrs.update({**settings, "settings": settings, "maps": sorted(shapes),
+                          "size": int(size), "source": source,
+                          "fingerprint": fingerprint(settings)})
         return Variant(grp, name, self)
 
 
@@ -438,6 +467,16 @@ class Variant:
             self.group[name][index] = value
         self.group["keyframes"][index] = np.asarray(keyframes, dtype=np.int32)
         self.group["done"][index] = True
+
+    def write_rows(self, indices: Sequence[int], arrays: dict[str, np.ndarray]) -> None:
+        """Write many samples' arrays (row j of each array is sample ``indices[j]``), then
+        (last) their done flags."""
+        if not len(indices):
+            return
+        idx = np.asarray(indices, dtype=np.int64)
+        for name, value in arrays.items():
+            self.group[name].set_orthogonal_selection((idx,), value)
+        self.group["done"].set_orthogonal_selection((idx,), np.ones(len(idx), bool))
 
     def read(self, names: Iterable[str], *, only_done: bool = True) -> tuple[np.ndarray, dict]:
         """Bulk-read arrays ``names``; returns (sample indices, {name: array})."""
