@@ -52,6 +52,8 @@ def spot(store, methods, within, as_json):
 @click.option("--spot-method", default="flowpeak", show_default=True,
               type=click.Choice(["flowpeak", "featdiff"]))
 @click.option("--variant", help="Use this variant as the GT column (e.g. an imported one).")
+@click.option("--flow", type=click.Choice(["tvl1", "farneback", "dis"]),
+              help="Flow method of the variants (default: the one the store was made with).")
 @click.option("--executor", type=click.Choice(["local", "process", "ray"]), default="local",
               show_default=True)
 @click.option("--workers", default=1, show_default=True, help="Processes (or Ray CPUs).")
@@ -61,7 +63,7 @@ def spot(store, methods, within, as_json):
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--no-tsne", is_flag=True, help="Skip the t-SNE figure.")
 def bench(store, out, baselines, models, conditions, runs, epochs, selection, sweep,
-          spot_method, variant, executor, workers, address, gpus_per_job, device, no_tsne):
+          spot_method, variant, flow, executor, workers, address, gpus_per_job, device, no_tsne):
     """Robustness benchmark: models × key-frame conditions × runs under LOSO (Table 4).
 
     Finished jobs are kept in OUT/jobs; running the same command again resumes.
@@ -82,9 +84,14 @@ def bench(store, out, baselines, models, conditions, runs, epochs, selection, sw
     res = run_bench(store, out=out, models=names, sweep=sweep,
                     conditions=[c.strip() for c in conditions.split(",")], runs=runs,
                     epochs=epochs, selection=selection, spot_method=spot_method,
-                    variant=variant, executor=executor, workers=workers, address=address,
+                    variant=variant, flow=flow, executor=executor, workers=workers, address=address,
                     gpus_per_job=gpus_per_job, device=device, tsne=not no_tsne)
     click.echo(f"{res.jobs_run} jobs run, {res.jobs_resumed} already done")
+    if res.excluded:
+        click.echo(f"{len(res.excluded)} sample(s) left out of every condition, "
+                   f"{res.n_samples} compared (list in {Path(out) / 'excluded.json'}):")
+        for key, why in sorted(res.excluded.items())[:20]:
+            click.echo(f"  {key}: {why}")
     click.echo((Path(out) / "table.md").read_text())
 
 

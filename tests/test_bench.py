@@ -137,3 +137,91 @@ def test_spot_reports_frame_errors_on_the_demo(bench_store):
     assert info["methods"]["flowpeak"]["within_2"] >= 0.9  # the demo's apex is known
     text = CliRunner().invoke(cli, ["spot", str(bench_store)]).output
     assert "flowpeak" in text and "featdiff" in text and "mean error" in text
+
+
+# -- the sample set and the flow method of a bench -------------------------------------------
+SMALL = ["--models", "ststnet", "--runs", "1", "--epochs", "1", "--no-tsne"]
+
+
+@pytest.fixture(scope="module")
+def farneback_store(tmp_path_factory):
+    """A two-subject demo store extracted with Farneback flows (variant gt-farneback)."""
+    root = tmp_path_factory.mktemp("farneback")
+    ds = build_demo(root / "data", subjects=2, clips=2)
+    store = root / "s.zarr"
+    extract(ds.root, dataset="casme2", annotations=ds.annotations, store=store,
+            label_scheme="casme2-5", size=64, flow="farneback", progress=False)
+    return store
+
+
+def _copy(store, tmp_path):
+    import shutil
+
+    return shutil.copytree(store, tmp_path / "s.zarr")
+
+
+def _job_keys(out, cond):
+    import json
+
+    return sorted(k for p in (out / "jobs").rglob(f"{cond}/run0/*.json")
+                  for k in json.loads(p.read_text())["keys"])
+
+
+def test_bench_uses_the_flow_the_store_was_made_with(farneback_store, tmp_path):
+    import json
+
+    from mefeat.store import FeatureStore
+
+    store, out = _copy(farneback_store, tmp_path), tmp_path / "b"
+    res = CliRunner().invoke(cli, ["bench", str(store), *SMALL, "--conditions", "gt,std10",
+                                   "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    used = json.loads((out / "bench.json").read_text())
+    assert used["variants"] == {"gt/run0": "gt-farneback",
+                                "std10/run0": "noise-std10-s0-farneback"}
+    assert used["flow"] == "farneback"
+    assert FeatureStore.open(store).variants() == ["gt-farneback", "noise-std10-s0-farneback"]
+    # a flow the store was not made with is refused, naming what the store has
+    res = CliRunner().invoke(cli, ["bench", str(store), *SMALL, "--conditions", "gt",
+                                   "--flow", "tvl1", "--out", str(tmp_path / "t")])
+    assert res.exit_code == 1 and "no variant made with the tvl1 flow" in res.output
+    assert "farneback" in res.output and "Traceback" not in res.output
+    assert "gt" not in FeatureStore.open(store).variants()  # nothing computed with TV-L1
+    # two methods in one store: the bench must be told which
+    extract(None, dataset="casme2", store=store, keyframes=["gt"], flow="dis", progress=False)
+    res = CliRunner().invoke(cli, ["bench", str(store), *SMALL, "--conditions", "gt",
+                                   "--out", str(tmp_path / "d")])
+    assert res.exit_code == 1 and "several flow methods (dis, farneback)" in res.output
+    res = CliRunner().invoke(cli, ["bench", str(store), *SMALL, "--conditions", "gt",
+                                   "--flow", "dis", "--out", str(tmp_path / "d")])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "d" / "bench.json").read_text())["variants"] == {
+        "gt/run0": "gt-dis"}
+
+
+def test_conditions_are_compared_on_the_same_samples(farneback_store, tmp_path, monkeypatch):
+    import json
+
+    from mefeat.errors import SampleError
+    from mefeat.keyframes.policies import Noise
+
+    store, out = _copy(farneback_store, tmp_path), tmp_path / "b"
+    victim = "casme2/sub01/EP02_01"
+    apply = Noise.apply
+
+    def failing(self, key, *args, **kwargs):  # one clip that the noisy condition cannot make
+        if key == victim:
+            raise SampleError(key, "key frames fell outside the clip")
+        return apply(self, key, *args, **kwargs)
+
+    monkeypatch.setattr(Noise, "apply", failing)
+    res = CliRunner().invoke(cli, ["bench", str(store), *SMALL, "--conditions", "gt,std10",
+                                   "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert f"{victim}: no features in variant noise-std10-s0-farneback: key frames fell " \
+           "outside the clip" in res.output
+    everyone = ["casme2/sub01/EP01_01", "casme2/sub02/EP01_02", "casme2/sub02/EP02_02"]
+    assert _job_keys(out, "gt") == _job_keys(out, "std10") == everyone
+    assert list(json.loads((out / "excluded.json").read_text())) == [victim]
+    md = (out / "table.md").read_text()
+    assert "the same 3 samples" in md and f"- {victim}: no features" in md

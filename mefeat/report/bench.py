@@ -34,8 +34,13 @@ def _rows(jobs: list[dict]) -> list[dict[str, Any]]:
 
 
 def write_bench_reports(out: Path, models, conditions: Sequence[str], runs: int,
-                        folds: Sequence[str]) -> list[dict[str, Any]]:
-    """Score every finished (model, condition, run); write table.csv/.md, plot, t-SNE."""
+                        folds: Sequence[str], *, n_samples: int | None = None,
+                        excluded: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """Score every finished (model, condition, run); write table.csv/.md, plot, t-SNE.
+
+    ``n_samples`` and ``excluded`` ({key: why}) say which samples every condition was
+    scored on and which were left out; the Markdown tables list them.
+    """
     from mefeat.run.bench import CONDITIONS
 
     table = []
@@ -58,12 +63,27 @@ def write_bench_reports(out: Path, models, conditions: Sequence[str], runs: int,
         w = csv.DictWriter(f, list(table[0]))
         w.writeheader()
         w.writerows(table)
-    (out / "table.md").write_text(_markdown(table, conditions, ("uf1", "uar"), CONDITIONS))
-    (out / "table_acc.md").write_text(_markdown(table, conditions, ("acc",), CONDITIONS))
+    notes = _sample_notes(n_samples, excluded or {})
+    (out / "table.md").write_text(
+        _markdown(table, conditions, ("uf1", "uar"), CONDITIONS) + notes)
+    (out / "table_acc.md").write_text(_markdown(table, conditions, ("acc",), CONDITIONS) + notes)
     (out / "versions.json").write_text(json.dumps(versions(), indent=1))
     _plot(out / "robustness.png", table, conditions, CONDITIONS)
     _tsne(out, models, folds)
     return table
+
+
+def _sample_notes(n_samples: int | None, excluded: dict[str, str], shown: int = 20) -> str:
+    if n_samples is None:
+        return ""
+    lines = [f"Every condition is scored on the same {n_samples} samples."]
+    if excluded:
+        lines[0] += (f" {len(excluded)} sample(s) of the store are left out of every "
+                     "condition (all in excluded.json):")
+        lines += [f"- {key}: {why}" for key, why in sorted(excluded.items())[:shown]]
+        if len(excluded) > shown:
+            lines.append(f"- … and {len(excluded) - shown} more")
+    return "\n" + "\n".join(lines) + "\n"
 
 
 def _fmt(mean, std) -> str:
