@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
@@ -119,9 +120,12 @@ def _print_metrics(m: dict) -> None:
 @click.option("--option", "options", multiple=True, metavar="NAME=VALUE",
               help="Model option, e.g. block_length=2 (repeatable).")
 @click.option("--amp", is_flag=True, help="bf16 autocast.")
+@click.option("--workers", type=int, default=None,
+              help="CPU only: folds trained in parallel processes, one thread each "
+              "[default: every core].")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
 def train(model, store, variant, epochs, runs, seed, selection, device, folds, options, amp,
-          out):
+          workers, out):
     """Train a model under leave-one-subject-out and write metrics and predictions.
 
     \b
@@ -132,7 +136,8 @@ def train(model, store, variant, epochs, runs, seed, selection, device, folds, o
 
     m = run_training(model, store, out=out, variant=variant, epochs=epochs, runs=runs,
                      seed=seed, selection=selection, device=device, folds=folds,
-                     model_options=_parse_options(options), amp=amp)
+                     model_options=_parse_options(options), amp=amp,
+                     workers=workers if workers is not None else (os.cpu_count() or 1))
     _print_metrics(m)
     click.echo(f"wrote {out}/metrics.json, predictions.csv, confusion.png")
 

@@ -220,3 +220,23 @@ def test_ststnet_batched_matches_loop_without_dropout():
     bat = train_loso("ststnet", x, y, s, fold_batch=3, **kw)
     assert seq.settings["lr"] == 5e-5 and seq.settings["shuffle"] is False
     np.testing.assert_allclose(bat.logits, seq.logits, rtol=1e-4, atol=1e-5)
+
+
+def test_worker_processes_give_the_same_predictions():
+    # Folds are independent: training them in two spawned processes changes nothing but
+    # where they run (one torch thread each there, so compare to rounding).
+    rng = np.random.default_rng(0)
+    x = rng.random((24, 3, 28, 28)).astype(np.float32) * 255
+    y = rng.integers(0, 3, 24)
+    s = np.array([f"d/s{i % 4}" for i in range(24)], dtype=object)
+    kw = dict(epochs=3, batch_size=8, model_options={"dropout": 0.5}, seed=3,
+              selection="test-best")
+    one = train_loso("ststnet", x, y, s, workers=1, **kw)
+    two = train_loso("ststnet", x, y, s, workers=2, **kw)
+    assert two.settings["workers"] == 2 and one.settings["workers"] == 1
+    assert "2 worker processes" in two.settings["fold_batching"]
+    np.testing.assert_allclose(two.logits, one.logits, rtol=1e-4, atol=1e-4)
+    assert two.best_epoch == one.best_epoch
+    assert set(two.fold_seconds) == set(one.fold_seconds) == {f"d/s{i}" for i in range(4)}
+    with pytest.raises(TrainingError, match="workers"):
+        train_loso("ststnet", x, y, s, workers=0, **kw)

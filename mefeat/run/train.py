@@ -78,12 +78,13 @@ def run_training(
     model: str, store: str | os.PathLike, *, out: str | os.PathLike, variant: str = "gt",
     epochs: int | None = None, runs: int = 1, seed: int = 0, selection: str = "last",
     device: str = "cpu", folds: int | None = None, model_options: dict | None = None,
-    amp: bool = False, checkpoints: bool = True,
+    amp: bool = False, checkpoints: bool = True, workers: int = 1,
 ) -> dict[str, Any]:
     """Train ``model`` under LOSO ``runs`` times (seeds ``seed``, ``seed+1``...).
 
     With ``checkpoints``, the last run's fold models are saved as safetensors, one file per
-    held-out subject (``evaluate`` reads them back).
+    held-out subject (``evaluate`` reads them back). ``workers``: CPU fold processes
+    (see ``train_loso``).
     """
     from mefeat.models import get_spec
     from mefeat.train.trainer import train_loso
@@ -96,7 +97,7 @@ def run_training(
         res = train_loso(model, data.inputs, data.labels, data.subjects, epochs=epochs,
                          selection=selection, seed=seed + r, device=device, folds=folds,
                          model_options=model_options, num_classes=num_classes, amp=amp,
-                         return_states=checkpoints and r == runs - 1)
+                         return_states=checkpoints and r == runs - 1, workers=workers)
         results.append(res)
         preds = res.predictions
         idx = np.asarray(preds["index"])
