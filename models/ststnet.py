@@ -13,11 +13,25 @@ norm (after the ReLU, as in the official code), 3×3 max pooling with stride 3 a
 16 maps are concatenated, average-pooled 2×2 and classified by one linear layer. The parameter
 names are the official ones, so the per-subject checkpoints of ``STSTNet_Weights/`` load as
 they are (see ``mefeat.train.checkpoints.load_official_state_dict``).
+
+Training fast path (CPU). In training mode the module computes the same function through
+an exact rewrite that moves the work off the 30×30 maps: the three streams are one
+16-filter convolution (they only differ in their filters); batch norm is a per-channel
+affine map, increasing where its weight γ ≥ 0 and decreasing where γ < 0, so
+``maxpool(BN(relu(y)))`` equals ``BN(maxpool(relu(y)))`` (γ ≥ 0) or ``BN(minpool(relu(y)))``
+(γ < 0), with BN's batch statistics taken over the full map as before. ReLU, the statistics
+and the pooling are one autograd node (``_ReluStatsPool``) whose backward writes the
+gradient of the conv output in two passes. Running statistics are updated as
+``F.batch_norm`` does. Dropout draws its mask with ``torch.rand`` (same distribution as
+``F.dropout``, another random stream). Outputs and gradients match the plain forward to
+float rounding (``tests/test_model_ststnet.py``); set ``fused_training = False`` to train
+through the plain layers. Evaluation always uses the plain layers.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .registry import register
@@ -51,6 +65,7 @@ class STSTNet(nn.Module):
         self.dropout = nn.Dropout(p=dropout)
         self.num_features = sum(widths) * _POOLED_SIDE * _POOLED_SIDE
         self.fc = nn.Linear(self.num_features, num_classes)
+        self.fused_training = True
 
     def _stream(self, x: Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> Tensor:
         # Official order: conv -> ReLU -> BN -> max pool -> dropout.
@@ -58,6 +73,8 @@ class STSTNet(nn.Module):
 
     def forward_features(self, x: Tensor) -> Tensor:
         """(B, 3, 28, 28) flow image -> (B, 400) flattened pooled maps."""
+        if self.training and self.fused_training and self._can_fuse(x):
+            return self._forward_features_fused(x)
         streams = (
             self._stream(x, self.conv1, self.bn1),
             self._stream(x, self.conv2, self.bn2),
@@ -65,6 +82,40 @@ class STSTNet(nn.Module):
         )
         x = self.avgpool(torch.cat(streams, dim=1))
         return x.flatten(1)
+
+    def _can_fuse(self, x: Tensor) -> bool:
+        wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", None)
+        bns = (self.bn1, self.bn2, self.bn3)
+        return (
+            x.device.type == "cpu"
+            and x.dtype == torch.float32
+            and x.ndim == 4
+            and not (wrapped is not None and wrapped(x))  # vmap / grad transforms
+            and all(type(bn) is nn.BatchNorm2d and bn.affine and bn.track_running_stats
+                    for bn in bns)
+        )
+
+    def _forward_features_fused(self, x: Tensor) -> Tensor:
+        convs = (self.conv1, self.conv2, self.conv3)
+        bns = (self.bn1, self.bn2, self.bn3)
+        weight = torch.cat([c.weight for c in convs])
+        bias = torch.cat([c.bias for c in convs])
+        gamma = torch.cat([bn.weight for bn in bns])
+        beta = torch.cat([bn.bias for bn in bns])
+        # Channels-last: oneDNN's convolution and PyTorch's max pool are vectorised over
+        # channels there, and the (N·H·W, C) view makes the statistics a column reduction.
+        y = F.conv2d(x.contiguous(memory_format=torch.channels_last), weight, bias, padding=2)
+        sign = torch.where(gamma.detach() < 0, -1.0, 1.0)
+        pooled, mean, var, _ = _ReluStatsPool.apply(y, sign)
+        _update_running_stats(bns, mean.detach(), var.detach(), y.numel() // y.shape[1])
+        scale = gamma * torch.rsqrt(var + bns[0].eps)
+        z = pooled * scale[:, None, None] + (beta - mean * scale)[:, None, None]
+        p = self.dropout.p
+        if p >= 1.0:
+            z = z * 0.0
+        elif p > 0.0:
+            z = z * ((torch.rand_like(z) >= p) * (1.0 / (1.0 - p)))
+        return self.avgpool(z).flatten(1)
 
     def forward_head(self, features: Tensor) -> Tensor:
         return self.fc(features)
@@ -74,6 +125,73 @@ class STSTNet(nn.Module):
 
     def reset_classifier(self, num_classes: int) -> None:
         self.fc = nn.Linear(self.num_features, num_classes)
+
+
+class _ReluStatsPool(torch.autograd.Function):
+    """``relu`` -> batch mean / biased variance per channel -> 3×3 stride-3 pool (pad 1).
+
+    ``forward(y, sign)``: ``y`` is the (B, C, H, W) channels-last conv output, overwritten
+    by its ReLU (convolution backward does not need its output; saves a full-map pass);
+    ``sign`` (C,) is +1 where the channel is max-pooled and -1 where it is min-pooled.
+    Returns the pooled ReLU maps, the mean and the variance of the ReLU maps over
+    (B, H, W), and the ReLU maps themselves (``y``, which autograd must know was changed).
+    """
+
+    @staticmethod
+    def forward(ctx, y: Tensor, sign: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        ctx.set_materialize_grads(False)
+        ctx.mark_dirty(y)
+        r = y.relu_()
+        c = r.shape[1]
+        rows = r.permute(0, 2, 3, 1).reshape(-1, c)  # a view: r is channels-last
+        n = rows.shape[0]
+        mean = rows.sum(0) / n
+        # Σr² from a GEMM: blocked accumulation keeps E[r²] - mean² accurate to float32
+        # rounding, where a running sum of squares over 10⁵ terms would not.
+        var = torch.mm(rows.T, rows).diagonal() / n - mean.square()
+        flip = bool((sign < 0).any())
+        src = r * sign[:, None, None] if flip else r
+        pooled, index = F.max_pool2d_with_indices(src, 3, 3, 1)
+        if flip:
+            pooled = pooled * sign[:, None, None]
+        ctx.save_for_backward(r, index, pooled, mean)
+        return pooled, mean, var, r
+
+    @staticmethod
+    def backward(ctx, g_pooled, g_mean, g_var, g_relu):
+        if g_relu is not None:
+            raise RuntimeError("_ReluStatsPool: its ReLU maps are not differentiable outputs")
+        r, index, pooled, mean = ctx.saved_tensors
+        b, c, h, w = r.shape
+        n = b * h * w
+        rows = r.permute(0, 2, 3, 1).reshape(-1, c)
+        # d/dr of mean and of E[r²] - mean², times ReLU's derivative [r > 0]:
+        # a·[r > 0] + k·r, written as sign(r)·a + k·r (r >= 0 here).
+        a = (g_mean - 2.0 * g_var * mean) / n
+        k = 2.0 * g_var / n
+        grad = rows.sign().mul_(a).addcmul_(rows, k)
+        # The pooled gradient goes to each window's arg-max, if that ReLU was active.
+        g = (g_pooled * (pooled > 0)).permute(0, 2, 3, 1).reshape(-1)
+        where = index.permute(0, 2, 3, 1)  # (B, h', w', C), the order of the flat view
+        base = (torch.arange(b, device=r.device) * (h * w))[:, None, None, None]
+        flat = ((where + base) * c + torch.arange(c, device=r.device)).reshape(-1)
+        grad.view(-1).index_add_(0, flat, g)
+        return grad.view(b, h, w, c).permute(0, 3, 1, 2), None
+
+
+def _update_running_stats(bns, mean: Tensor, var: Tensor, n: int) -> None:
+    """What ``F.batch_norm(training=True)`` does to the buffers of each stream's BN."""
+    with torch.no_grad():
+        unbiased = var * (n / max(n - 1, 1))
+        start = 0
+        for bn in bns:
+            stop = start + bn.num_features
+            bn.num_batches_tracked.add_(1)
+            factor = bn.momentum if bn.momentum is not None else (
+                1.0 / float(bn.num_batches_tracked))
+            bn.running_mean.lerp_(mean[start:stop].to(bn.running_mean.dtype), factor)
+            bn.running_var.lerp_(unbiased[start:stop].to(bn.running_var.dtype), factor)
+            start = stop
 
 
 @register(

@@ -8,6 +8,7 @@ to a folder of the official weights to also load the real ones.
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 
@@ -133,3 +134,59 @@ def test_real_official_checkpoint_loads():
     model = create_model("ststnet")
     model.load_state_dict(load_official_state_dict(folder / "sub01.pth"), strict=True)
     assert int(model.bn1.num_batches_tracked) > 0
+
+
+@pytest.mark.parametrize("negative_gamma", [False, True])
+def test_fused_training_matches_the_plain_layers(negative_gamma):
+    # The training fast path (one conv, pooling before the BN affine map, one autograd node
+    # for ReLU + statistics + pooling) must compute the official function: same outputs,
+    # same gradients, same running statistics. A negative BN weight flips max to min.
+    torch.manual_seed(0)
+    x = torch.rand(64, 3, 28, 28) * 255
+    fused = _trained_like(create_model("ststnet", dropout=0.0)).train()
+    if negative_gamma:
+        with torch.no_grad():
+            fused.bn2.weight[1] = -0.7
+            fused.bn3.weight[0] = -0.2
+    plain = copy.deepcopy(fused)
+    plain.fused_training = False
+    out_f, out_p = fused(x), plain(x)
+    assert _graph_has(out_f, "_ReluStatsPoolBackward")
+    assert not _graph_has(out_p, "_ReluStatsPoolBackward")
+    torch.testing.assert_close(out_f, out_p, rtol=1e-5, atol=1e-4)
+    out_f.square().sum().backward()
+    out_p.square().sum().backward()
+    for (name, p_f), p_p in zip(fused.named_parameters(), plain.parameters(), strict=True):
+        scale = p_p.grad.abs().max().clamp_min(1e-12)
+        assert (p_f.grad - p_p.grad).abs().max() / scale < 1e-4, name
+    for name, b_f in fused.named_buffers():
+        torch.testing.assert_close(b_f, dict(plain.named_buffers())[name], rtol=1e-5, atol=1e-3)
+    fused.eval()
+    plain.eval()
+    torch.testing.assert_close(fused(x), plain(x), rtol=1e-5, atol=1e-4)
+
+
+def test_fused_training_dropout_is_unbiased():
+    torch.manual_seed(0)
+    model = create_model("ststnet", dropout=0.5).train()
+    x = torch.rand(512, 3, 28, 28) * 255
+    kept = model.forward_features(x)
+    model.dropout.p = 0.0
+    full = model.forward_features(x)
+    # Each pooled value is kept with probability 1/2 and doubled: the mean is unchanged.
+    ratio = (kept.mean() / full.mean()).item()
+    assert 0.97 < ratio < 1.03
+    assert (kept == 0).float().mean() > (full == 0).float().mean()
+
+
+def _graph_has(out: torch.Tensor, name: str) -> bool:
+    seen, todo = set(), [out.grad_fn]
+    while todo:
+        fn = todo.pop()
+        if fn is None or fn in seen:
+            continue
+        seen.add(fn)
+        if type(fn).__name__ == name:
+            return True
+        todo += [f for f, _ in fn.next_functions]
+    return False
