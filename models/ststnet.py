@@ -19,22 +19,36 @@ an exact rewrite that moves the work off the 30×30 maps: the three streams are 
 16-filter convolution (they only differ in their filters); batch norm is a per-channel
 affine map, increasing where its weight γ ≥ 0 and decreasing where γ < 0, so
 ``maxpool(BN(relu(y)))`` equals ``BN(maxpool(relu(y)))`` (γ ≥ 0) or ``BN(minpool(relu(y)))``
-(γ < 0), with BN's batch statistics taken over the full map as before. ReLU, the statistics
-and the pooling are one autograd node (``_ReluStatsPool``) whose backward writes the
-gradient of the conv output in two passes. Running statistics are updated as
-``F.batch_norm`` does. Dropout draws its mask with ``torch.rand`` (same distribution as
-``F.dropout``, another random stream). Outputs and gradients match the plain forward to
-float rounding (``tests/test_model_ststnet.py``); set ``fused_training = False`` to train
-through the plain layers. Evaluation always uses the plain layers.
+(γ < 0), with BN's batch statistics taken over the full map as before. Convolution, ReLU,
+the statistics and the pooling are then one autograd node. Its preferred form is a small
+C++ kernel (``ststnet_cpu.cpp``, built on first use with
+``torch.utils.cpp_extension``, about 40 s, then cached) that never writes the 30×30 maps:
+each sample's conv outputs live in registers while their sums and window maxima are taken,
+and the backward pass recomputes them to form the weight gradient. Without a C++ compiler
+(or with ``MEFEAT_CPU_KERNELS=0``) the node is built from PyTorch operators instead
+(``_ReluStatsPool``: oneDNN convolution, then one pass for ReLU + statistics + pooling and
+two for the backward). Running statistics are updated as ``F.batch_norm`` does. Dropout
+draws its mask with ``torch.rand`` (same distribution as ``F.dropout``, another random
+stream). Outputs and gradients match the plain forward to float rounding
+(``tests/test_model_ststnet.py``); set ``fused_training = False`` to train through the plain
+layers. Evaluation always uses the plain layers.
 """
 
 from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import os
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .registry import register
+
+_log = logging.getLogger(__name__)
 
 # The spatial size after conv (28+2·2-3+1 = 30), max pool (k3 s3 p1 → 10) and avg pool (→ 5).
 _POOLED_SIDE = 5
@@ -102,12 +116,17 @@ class STSTNet(nn.Module):
         bias = torch.cat([c.bias for c in convs])
         gamma = torch.cat([bn.weight for bn in bns])
         beta = torch.cat([bn.bias for bn in bns])
-        # Channels-last: oneDNN's convolution and PyTorch's max pool are vectorised over
-        # channels there, and the (N·H·W, C) view makes the statistics a column reduction.
-        y = F.conv2d(x.contiguous(memory_format=torch.channels_last), weight, bias, padding=2)
         sign = torch.where(gamma.detach() < 0, -1.0, 1.0)
-        pooled, mean, var, _ = _ReluStatsPool.apply(y, sign)
-        _update_running_stats(bns, mean.detach(), var.detach(), y.numel() // y.shape[1])
+        n = x.shape[0] * (x.shape[2] + 2) * (x.shape[3] + 2)  # positions of the conv maps
+        if tuple(x.shape[1:]) == (3, 28, 28) and weight.shape[0] == 16 and _stage_kernel():
+            pooled, mean, var = _CompiledStage.apply(x, weight, bias, sign)
+        else:
+            # Channels-last: oneDNN's convolution and PyTorch's max pool are vectorised over
+            # channels there, and the (N·H·W, C) view makes the statistics a column sum.
+            y = F.conv2d(x.contiguous(memory_format=torch.channels_last), weight, bias,
+                         padding=2)
+            pooled, mean, var, _ = _ReluStatsPool.apply(y, sign)
+        _update_running_stats(bns, mean.detach(), var.detach(), n)
         scale = gamma * torch.rsqrt(var + bns[0].eps)
         z = pooled * scale[:, None, None] + (beta - mean * scale)[:, None, None]
         p = self.dropout.p
@@ -177,6 +196,69 @@ class _ReluStatsPool(torch.autograd.Function):
         flat = ((where + base) * c + torch.arange(c, device=r.device)).reshape(-1)
         grad.view(-1).index_add_(0, flat, g)
         return grad.view(b, h, w, c).permute(0, 3, 1, 2), None
+
+
+@functools.lru_cache(maxsize=1)
+def _stage_kernel():
+    """The compiled first stage (``ststnet_cpu.cpp``), or None where it cannot be built."""
+    if os.environ.get("MEFEAT_CPU_KERNELS", "1") == "0":
+        return None
+    source = Path(__file__).with_name("ststnet_cpu.cpp")
+    try:
+        from torch.utils.cpp_extension import load
+
+        # -march=native: the build is specific to this CPU, so its name carries the CPU's
+        # feature flags (a cache shared by other machines never hands it to them).
+        flags = ""
+        if os.path.exists("/proc/cpuinfo"):
+            flags = next((ln for ln in open("/proc/cpuinfo") if ln.startswith("flags")), "")
+        digest = hashlib.sha1(source.read_bytes() + flags.encode()).hexdigest()[:12]
+        return load(name=f"mefeat_ststnet_cpu_{digest}", sources=[str(source)],
+                    extra_cflags=["-O3", "-march=native", "-mprefer-vector-width=512"],
+                    verbose=False)
+    except Exception as exc:  # no compiler / ninja / headers: the PyTorch-operator path
+        _log.warning("STSTNet: C++ kernel unavailable (%s); using PyTorch operators",
+                     str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        return None
+
+
+class _CompiledStage(torch.autograd.Function):
+    """conv3×3 (16 filters, padding 2) -> ReLU -> statistics -> pooling, by ``_stage_kernel``.
+
+    ``forward(x, weight, bias, sign)``: ``x`` (B, 3, 28, 28); returns the pooled ReLU maps
+    (B, 16, 10, 10) (max where ``sign`` is +1, min where -1), and the mean and biased
+    variance of the ReLU maps per channel.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor, sign: Tensor):
+        kernel = _stage_kernel()
+        xp = F.pad(x.float(), (2, 2, 2, 2)).contiguous()
+        w = weight.detach().reshape(weight.shape[0], -1).t().contiguous()  # (27, 16)
+        b = bias.detach().contiguous()
+        pooled, arg, sums, sumsq = kernel.forward(xp, w, b, sign.contiguous())
+        n = x.shape[0] * 30 * 30
+        mean64 = sums.sum(0) / n
+        var = (sumsq.sum(0) / n - mean64.square()).float()  # float64 sums: no cancellation
+        mean = mean64.float()
+        ctx.save_for_backward(xp, w, b, arg, mean)
+        ctx.set_materialize_grads(False)
+        return pooled.permute(0, 3, 1, 2), mean, var
+
+    @staticmethod
+    def backward(ctx, g_pooled, g_mean, g_var):
+        xp, w, b, arg, mean = ctx.saved_tensors
+        n = xp.shape[0] * 30 * 30
+        zeros = torch.zeros_like(mean)
+        g_mean = zeros if g_mean is None else g_mean
+        g_var = zeros if g_var is None else g_var
+        a = ((g_mean - 2.0 * g_var * mean) / n).float()
+        k = (2.0 * g_var / n).float()
+        if g_pooled is None:
+            g_pooled = torch.zeros(arg.shape[0], 16, 10, 10)
+        gp = g_pooled.float().permute(0, 2, 3, 1).contiguous()  # (B, 10, 10, 16)
+        grad_w, grad_b = _stage_kernel().backward(xp, w, b, gp, arg, a, k)
+        return None, grad_w.t().reshape(-1, 3, 3, 3), grad_b, None
 
 
 def _update_running_stats(bns, mean: Tensor, var: Tensor, n: int) -> None:
