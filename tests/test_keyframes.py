@@ -210,6 +210,20 @@ def test_spot_policy_needs_frames():
         Spot("flowpeak").apply("k", 10, KeyFrames(1, 4, 8), frames)
 
 
+def test_spot_policy_needs_a_frame_between_onset_and_offset():
+    # offset = onset + 1 passes the annotation check (the apex may sit on the onset) but
+    # leaves nothing to spot: a SampleError naming the sample, so extract fails only it
+    frames = np.zeros((10, 32, 32), np.uint8)
+    for gt in (KeyFrames(3, 3, 4), KeyFrames(3, 4, 4)):
+        with pytest.raises(SampleError) as err:
+            Spot("featdiff").apply("casme2/sub01/EP01", 10, gt, frames)
+        assert err.value.key == "casme2/sub01/EP01"
+        assert str(err.value).startswith("casme2/sub01/EP01: policy spot:featdiff: onset=3 and "
+                                         "offset=4 (indices) leave no frame between them")
+        assert "left out of this variant" in err.value.reason and "use the gt" in err.value.reason
+    assert Spot("featdiff").apply("k", 10, KeyFrames(3, 3, 5), frames).apex == 4
+
+
 def test_spot_policy_keeps_onset_and_offset():
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 255, (12, 64, 64), dtype=np.uint8)

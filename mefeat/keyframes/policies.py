@@ -262,6 +262,16 @@ class Spot:
             raise SampleError(
                 key, f"policy {self.spec}: {len(frames)} frames given for a clip of {n_frames}"
             )
+        if gt.offset - gt.onset < 2:
+            # A valid annotation may have offset = onset + 1 (check_keyframes allows an apex
+            # on the onset or offset); the spotter needs a frame strictly between them.
+            raise SampleError(
+                key,
+                f"policy {self.spec}: onset={gt.onset} and offset={gt.offset} (indices) leave "
+                "no frame between them to spot an apex in, so this sample is left out of "
+                "this variant (its aligned frames and other variants are kept); use the gt "
+                "or noise key-frame policy for it, or check its annotation",
+            )
         apex = spot_apex(frames, gt.onset, gt.offset, self.method)
         return KeyFrames(gt.onset, apex, gt.offset)
 
