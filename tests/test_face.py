@@ -59,8 +59,16 @@ def test_no_face_is_a_clear_error(aligner):
 def test_two_faces_is_a_clear_error(aligner):
     face = face_photo()[0:260, 120:380]
     two = np.hstack([face, face])
-    with pytest.raises(FaceNotFoundError, match="2 faces found"):
+    with pytest.raises(FaceNotFoundError) as err:
         aligner.landmarks(two, where="casme2/sub01/EP01")
+    msg = str(err.value)
+    assert err.value.key == "casme2/sub01/EP01"
+    assert msg.startswith("casme2/sub01/EP01: 2 faces found in the onset frame"), msg
+    # says what to do, and only what the code supports (no box/landmark override exists)
+    assert "crop every frame of the clip to the subject's face" in msg, msg
+    assert "run extract again" in msg and "remove the clip from the annotation" in msg, msg
+    # one copy of the same face is aligned fine: the remedy works
+    assert aligner.landmarks(np.ascontiguousarray(two[:, :260])).shape == (68, 2)
 
 
 def test_config_size_is_honoured():

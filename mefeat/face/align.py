@@ -111,9 +111,14 @@ class FaceAligner:
                 where, "no face found in the onset frame; check the frames or crop them"
             )
         if len(faces) > 1:
+            # There is no box or landmark override: the remedy is in the frames.
             raise FaceNotFoundError(
                 where,
-                f"{len(faces)} faces found in the onset frame; the clip must show one face",
+                f"{len(faces)} faces found in the onset frame (each detected at least half as "
+                "strongly as the best, so none is taken for the subject); the clip must show "
+                "one face: crop every frame of the clip to the subject's face (the same box "
+                "for all frames) and run extract again, which redoes only the failed clips, "
+                "or remove the clip from the annotation",
             )
         shape = self._predictor(gray, faces[0])
         return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
