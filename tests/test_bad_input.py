@@ -320,7 +320,7 @@ def wrong_spreadsheet_version(c):
         ws.append(["006", "006_1_2", 1, 5562, 5588, 5632, 71, "Micro - 1/2", "AU4", "", "anger"])
 
     c.edit_sheet(edit)
-    return None
+    return "Inducement Code"
 
 
 def spreadsheet_not_a_workbook(c):
@@ -456,8 +456,12 @@ CASES = [
     (missing_column, AnnotationError, r"header row 1 has .*; use the dataset's original "
                                       r"annotation file or fix the header"),
     (wrong_sheet_first, AnnotationError, r"column 'Subject' is missing"),
-    # SAMM's headers normalise to CASME II's: its rows read, and are skipped for their folders
-    (wrong_spreadsheet_version, "skipped", r"frame folder .*sub06/006_1_2 does not exist"),
+    # SAMM's headers normalise to CASME II's ("Onset Frame"): refused by SAMM's own columns
+    (wrong_spreadsheet_version, AnnotationError, r"looks like the SAMM annotation file .*"
+                                                 r"header row 1 with \['Inducement Code'\].*"
+                                                 r"no CASME II columns \['OnsetFrame', "
+                                                 r"'ApexFrame', 'OffsetFrame'\]; use "
+                                                 r"--dataset samm"),
     (spreadsheet_not_a_workbook, AnnotationError, r"cannot open .* as an \.xlsx workbook"),
     (spreadsheet_empty, AnnotationError, r"is empty; pass the dataset's own annotation file"),
     (spreadsheet_other_format, AnnotationError, r"unsupported annotation format .*; use "
@@ -701,6 +705,42 @@ def test_cli_nothing_done_exits_non_zero(two_clips, tmp_path):
     assert "done 0, already done 0, failed 1, skipped by the reader/label scheme 1" in res.output
     assert "skipped casme2/sub01/EP01_01: frame folder" in res.output
     assert "nothing was extracted" in res.output and "Traceback" not in res.output
+
+
+def test_spot_variant_of_a_too_short_clip_fails_alone(base, tmp_path):
+    """offset = onset + 1 is a valid annotation but leaves no frame to spot an apex in: that
+    sample misses the spot variant only; its frames, its gt variant and the other clip stay."""
+    from openpyxl import load_workbook
+
+    root = tmp_path / "CASME2"
+    shutil.copytree(base.root, root)
+    clip = next(root.glob("sub01/EP*"))
+    shutil.copytree(clip, clip.with_name("EP02_01"))
+    ann = root / base.annotations.name
+    wb = load_workbook(ann)
+    row = [c.value for c in wb.active[2]]
+    onset = row[HEADER.index("OnsetFrame")]
+    row[HEADER.index("Filename")] = "EP02_01"
+    row[HEADER.index("ApexFrame")] = onset
+    row[HEADER.index("OffsetFrame")] = onset + 1
+    wb.active.append(row)
+    wb.save(ann)
+    summary = extract(root, dataset="casme2", annotations=ann, store=tmp_path / "s.zarr",
+                      size=SIZE, keyframes=("gt", "spot:flowpeak"), progress=False)
+    good, short = "casme2/sub01/EP01_01", "casme2/sub01/EP02_01"
+    assert summary.done == [good] and list(summary.failed) == [short], summary.lines()
+    msg = summary.failed[short]
+    assert re.search(r"variant spot-flowpeak: policy spot:flowpeak: onset=\d+ and offset=\d+ "
+                     r"\(indices\) leave no frame between them", msg), msg
+    assert "left out of this variant" in msg and WHAT_TO_DO.search(msg), msg
+    fs = FeatureStore.open(tmp_path / "s.zarr")
+    keys = list(fs.column("key"))
+    i_good, i_short = keys.index(good), keys.index(short)
+    assert list(fs.column("status")) == ["done", "done"]  # both clips aligned
+    assert fs.column("error")[i_short] == msg and not fs.column("error")[i_good]
+    assert fs.has_frames(short) and fs.variant("gt").done().all()
+    spot = fs.variant("spot-flowpeak").done()
+    assert spot[i_good] and not spot[i_short]
 
 
 def test_cli_every_row_skipped_exits_non_zero(base, tmp_path):

@@ -307,6 +307,46 @@ def test_samm_wrong_sheet_and_bad_cell(tmp_path):
         samm.parse_annotations(bad)
 
 
+@needs_sheets
+@pytest.mark.parametrize(
+    ("reader", "sheet", "other", "missing"),
+    [
+        (casme2, SAMM_XLSX, "samm", "['OnsetFrame', 'ApexFrame', 'OffsetFrame']"),
+        (casme2, SMICE_XLSX, "smic-e", "['OnsetFrame', 'ApexFrame', 'OffsetFrame', "
+                                       "'Action Units', 'Estimated Emotion']"),
+        (samm, CASME2_XLSX, "casme2", "['Onset Frame', 'Apex Frame', 'Offset Frame']"),
+        (samm, SMICE_XLSX, "smic-e", "['Onset Frame', 'Apex Frame', 'Offset Frame', "
+                                     "'Action Units', 'Estimated Emotion']"),
+    ],
+    ids=["casme2-on-samm", "casme2-on-smic", "samm-on-casme2", "samm-on-smic"],
+)
+def test_other_datasets_sheet_is_named_as_such(reader, sheet, other, missing):
+    # the real sheets: SAMM's "Onset Frame" normalises to CASME II's "OnsetFrame", so the
+    # column check alone would not tell them apart
+    with pytest.raises(AnnotationError) as err:
+        reader.parse_annotations(sheet)
+    msg = str(err.value)
+    assert msg.startswith(f"{sheet} looks like the "), msg
+    assert f"columns {missing}; use --dataset {other} " in msg, msg
+    assert msg.endswith("own annotation file"), msg
+
+
+@needs_sheets
+def test_samm_header_in_row_one_is_not_read_as_casme2(tmp_path):
+    # SAMM's header without its 13 rows of notes, on a sheet with a neutral name
+    wb = openpyxl.load_workbook(SAMM_XLSX)
+    ws = wb["MICRO_ONLY"]
+    ws.title = "Sheet1"
+    ws.delete_rows(1, 13)
+    bad = tmp_path / "CASME2-coding-x.xlsx"
+    wb.save(bad)
+    assert len(samm.parse_annotations(bad, sheet="Sheet1")) == 159  # still SAMM's own
+    with pytest.raises(AnnotationError, match=r"CASME2-coding-x\.xlsx looks like the SAMM "
+                       r"annotation file \(sheet 'Sheet1', header row 1 with "
+                       r"\['Inducement Code', 'Objective Classes'\]\).*--dataset samm"):
+        casme2.parse_annotations(bad)
+
+
 def test_registry():
     assert set(READERS) == {"casme2", "samm", "smic", "smic-e", "mmew", "casme3a", "manifest"}
     assert get_reader("smic") is Smic

@@ -198,6 +198,89 @@ def _xlsx_rows(path: Path, sheet: str | tuple[str, ...] | None) -> tuple[list[li
         wb.close()
 
 
+# Marks of the annotation workbooks a reader is most often handed by mistake: (label, sheet
+# names, header columns). Columns are compared stripped and without case but with their
+# blanks, because the spacing is what tells SAMM's "Onset Frame" from CASME II's
+# "OnsetFrame" (read_table ignores blanks, so SAMM's header would pass CASME II's check).
+# MMEW's sheet has CASME II's columns (MEB toolkit), so "casme2" also stands for it.
+_WORKBOOK_MARKS: dict[str, tuple[str, str, frozenset[str], frozenset[str]]] = {
+    "samm": ("SAMM", "--dataset samm", frozenset({"MICRO_ONLY"}),
+             frozenset({"inducement code", "objective classes"})),
+    "smic-e": ("SMIC-E", "--dataset smic-e", frozenset({"HS", "VIS", "NIR"}),
+               frozenset({"onsetf", "offsetf", "totalmf1", "firstf"})),
+    "casme2": ("CASME II (or MMEW)", "--dataset casme2 (or --dataset mmew for MMEW's sheet)",
+               frozenset(), frozenset({"onsetframe", "apexframe", "offsetframe"})),
+}
+
+
+@dataclass(frozen=True)
+class WorkbookKind:
+    """Which dataset's annotation workbook a file looks like (see :func:`identify_workbook`)."""
+
+    dataset: str
+    label: str
+    suggest: str  # the option that reads it
+    evidence: str
+    header: frozenset[str]  # the header row's cells, stripped and lower-case
+
+
+def identify_workbook(path: Path, *, search_rows: int = 40) -> WorkbookKind | None:
+    """The dataset whose marks an ``.xlsx`` file carries, or ``None``.
+
+    The header is, on each sheet, the first of the first ``search_rows`` rows whose first
+    cell is "Subject" (SAMM has notes above it). Never raises: a file that cannot be read
+    is left to :func:`read_table`, which says why.
+    """
+    if Path(path).suffix.lower() not in {".xlsx", ".xlsm"} or not Path(path).is_file():
+        return None
+    import openpyxl
+
+    try:
+        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception:  # noqa: BLE001 - read_table reports an unreadable file
+        return None
+    try:
+        sheets = {}
+        for ws in wb.worksheets:
+            for i, r in enumerate(ws.iter_rows(max_row=search_rows, values_only=True), 1):
+                if r and str(r[0] or "").strip().lower() == "subject":
+                    cells = [str(c).strip() for c in r if c not in (None, "")]
+                    sheets[ws.title] = (i, cells)
+                    break
+    except Exception:  # noqa: BLE001
+        return None
+    finally:
+        wb.close()
+    for dataset, (label, suggest, names, columns) in _WORKBOOK_MARKS.items():
+        for title, (row, cells) in sheets.items():
+            marks = [c for c in cells if c.lower() in columns]
+            if marks or title in names:
+                what = f"sheet {title!r}" + (f", header row {row} with {marks}" if marks else "")
+                header = frozenset(c.lower() for c in cells)
+                return WorkbookKind(dataset, label, suggest, what, header)
+    return None
+
+
+def refuse_other_dataset(path: Path, dataset: str, label: str,
+                         columns: dict[str, Sequence[str]]) -> None:
+    """Raise :class:`AnnotationError` if ``path`` is another dataset's annotation workbook.
+
+    ``columns`` is the reader's COLUMNS; the message lists the ones (first spelling) that
+    the other sheet lacks and names the ``--dataset`` the file is for.
+    """
+    kind = identify_workbook(path)
+    if kind is None or kind.dataset == dataset:
+        return
+    missing = [s[0] for s in columns.values() if s[0].lower() not in kind.header]
+    if not missing:  # it has every column this reader needs: let it read
+        return
+    raise AnnotationError(
+        f"{path} looks like the {kind.label} annotation file ({kind.evidence}), not "
+        f"{label}'s: it has no {label} column{'s' if len(missing) > 1 else ''} {missing}; "
+        f"use {kind.suggest} for this file, or pass {label}'s own annotation file"
+    )
+
+
 # --- cells -------------------------------------------------------------------------------
 
 

@@ -22,6 +22,7 @@ from mefeat.datasets._base import (
     middle,
     parse_action_units,
     read_table,
+    refuse_other_dataset,
 )
 from mefeat.datasets._sample import Dropped
 from mefeat.errors import AnnotationError, DatasetLayoutError
@@ -60,7 +61,10 @@ def parse_annotations(path: str | os.PathLike) -> list[Row]:
     Action Units cell is a number (``12``) or text (``"4+L10"``); ApexFrame is "/" where
     the coders gave no apex (sub04/EP12_01f in the 2014-05-08 sheet): the apex is then set
     to the middle of onset..offset (rounded down) and flagged in ``extra["apex_rule"]``.
+    Another dataset's workbook (SAMM, SMIC-E) is refused naming the ``--dataset`` it is for:
+    SAMM's "Onset Frame" etc. would otherwise pass the blank-insensitive column check.
     """
+    refuse_other_dataset(Path(path), DATASET, "CASME II", COLUMNS)
     rows = []
     for t in read_table(Path(path), COLUMNS):
         src = t.source

@@ -18,6 +18,7 @@ from mefeat.datasets._base import (
     cell_text,
     parse_action_units,
     read_table,
+    refuse_other_dataset,
 )
 from mefeat.datasets._sample import Dropped
 from mefeat.errors import AnnotationError
@@ -57,8 +58,10 @@ def parse_annotations(path: str | os.PathLike, *, sheet: str = SHEET) -> list[Ro
     Action Units mix spaces, "or" and "/" alternatives ("(R6 or R12) + R15", "A/L12") —
     tokens are kept as written and the raw cell is in ``extra["au_raw"]``; the emotion
     "Other" is read as "others" like the other datasets. Objective class, inducement code
-    and notes go to ``extra``.
+    and notes go to ``extra``. Another dataset's workbook (CASME II, SMIC-E) is refused
+    naming the ``--dataset`` it is for.
     """
+    refuse_other_dataset(Path(path), DATASET, "SAMM", COLUMNS)
     rows = []
     for t in read_table(
         Path(path), COLUMNS, optional=OPTIONAL, sheet=sheet, header_first_cell="Subject"
