@@ -34,16 +34,24 @@ inline vec16 load16(const float* p) {
 
 inline void store16(float* p, vec16 v) { __builtin_memcpy(p, &v, sizeof v); }
 
-// b + sum_k w[k] * x[k-th tap at (i, j)], the conv output of all channels at (i, j);
-// wv holds the 27 weight vectors.
-inline vec16 conv_at(const float* xs, const vec16* wv, vec16 b, int i, int j) {
-  vec16 acc = b;
-  for (int ci = 0; ci < 3; ++ci)
-    for (int di = 0; di < 3; ++di) {
-      const float* row = xs + (ci * P + i + di) * P + j;
-      for (int dj = 0; dj < 3; ++dj) acc += row[dj] * wv[ci * 9 + di * 3 + dj];
-    }
-  return acc;
+// Conv outputs of row i, all channels, into out[0..S): b + sum_k w[k] * (k-th tap).
+// Six positions at a time: each weight vector load serves six FMAs, and six independent
+// accumulators keep the FMA units busy instead of waiting on one chain's latency.
+constexpr int J = 6;  // divides S
+inline void conv_row(const float* xs, const vec16* wv, vec16 b, int i, vec16* out) {
+  for (int j = 0; j < S; j += J) {
+    vec16 a[J];
+    for (int u = 0; u < J; ++u) a[u] = b;
+    for (int ci = 0; ci < 3; ++ci)
+      for (int di = 0; di < 3; ++di) {
+        const float* row = xs + (ci * P + i + di) * P + j;
+        for (int dj = 0; dj < 3; ++dj) {
+          const vec16 w = wv[ci * 9 + di * 3 + dj];
+          for (int u = 0; u < J; ++u) a[u] += row[dj + u] * w;
+        }
+      }
+    for (int u = 0; u < J; ++u) out[j + u] = a[u];
+  }
 }
 
 }  // namespace
@@ -85,11 +93,13 @@ std::vector<torch::Tensor> forward(torch::Tensor x, torch::Tensor w, torch::Tens
         where[e] = lowest;
       }
       double t1[C] = {0}, t2[C] = {0};
+      vec16 yrow[S];
       for (int i = 0; i < S; ++i) {
         vec16 r1 = {}, r2 = {};
         const int wi = (i + 1) / 3, qi = (i + 1) % 3;
+        conv_row(xs, wv, bv, i, yrow);
         for (int j = 0; j < S; ++j) {
-          vec16 y = conv_at(xs, wv, bv, i, j);
+          vec16 y = yrow[j];
           y = y > 0.f ? y : 0.f;
           r1 += y;
           r2 += y * y;
@@ -153,10 +163,12 @@ std::vector<torch::Tensor> backward(torch::Tensor x, torch::Tensor w, torch::Ten
       const float* as = ap + s * W * W * C;
       vec16 sw[K] = {};
       vec16 sb = {};
+      vec16 yrow[S];
       for (int i = 0; i < S; ++i) {
         const int wi = (i + 1) / 3, qi = (i + 1) % 3;
+        conv_row(xs, wv, bv, i, yrow);
         for (int j = 0; j < S; ++j) {
-          const vec16 y = conv_at(xs, wv, bv, i, j);
+          const vec16 y = yrow[j];
           vec16 g = av + kv * y;
           if (i < S - 1 && j < S - 1) {
             const int off = (wi * W + (j + 1) / 3) * C;
@@ -172,9 +184,13 @@ std::vector<torch::Tensor> backward(torch::Tensor x, torch::Tensor w, torch::Ten
           for (int di = 0; di < 3; ++di) {
             const float* row = xs + (ci * P + i + di) * P;
             for (int dj = 0; dj < 3; ++dj) {
-              vec16 acc = sw[ci * 9 + di * 3 + dj];
-              for (int j = 0; j < S; ++j) acc += row[j + dj] * grow[j];
-              sw[ci * 9 + di * 3 + dj] = acc;
+              // J independent sums: one chain would wait on each FMA's latency.
+              vec16 a[J] = {};
+              for (int j = 0; j < S; j += J)
+                for (int u = 0; u < J; ++u) a[u] += row[j + dj + u] * grow[j + u];
+              vec16 total = sw[ci * 9 + di * 3 + dj];
+              for (int u = 0; u < J; ++u) total += a[u];
+              sw[ci * 9 + di * 3 + dj] = total;
             }
           }
       }
