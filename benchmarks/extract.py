@@ -210,12 +210,13 @@ def _cpu_seconds() -> float:
 
 
 # -- the run --------------------------------------------------------------------------------
-def run(clips: int, data: Path, workers: int, size: int, *, log=print) -> dict:
+def run(clips: int, data: Path, workers: int, size: int, *, reference_threads: int | None = None,
+        log=print) -> dict:
     import cv2
 
     from mefeat.run.extract import extract, load_samples
 
-    default_threads = _default_cv2_threads()
+    default_threads = reference_threads or _default_cv2_threads()
     ds, built = demo_dataset(data, clips)
     samples, _ = load_samples("casme2", ds.root, str(ds.annotations), None)
     n = len(samples)
@@ -247,6 +248,7 @@ def run(clips: int, data: Path, workers: int, size: int, *, log=print) -> dict:
         log(f"flow only       {result['flow_s']:8.1f} s")
 
         # extract with one worker sets the threads of this process; give the loop the default
+        # (or --reference-threads)
         cv2.setNumThreads(default_threads)
         png = Path(tmp) / "png"
         png.mkdir()
@@ -302,13 +304,17 @@ def main(argv: list[str] | None = None) -> int:
                     help="folder that caches the demo datasets between runs")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--reference-threads", type=int, default=None,
+                    help="OpenCV threads of the reference loop (default: OpenCV's default, "
+                    "every core; 1 = a strictly sequential loop)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args(argv)
     if args.clips < 1 or args.workers < 1 or args.size < 16:
         ap.error("--clips and --workers must be at least 1, --size at least 16")
     args.data.mkdir(parents=True, exist_ok=True)
     log = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
-    result = run(args.clips, args.data, args.workers, args.size, log=log)
+    result = run(args.clips, args.data, args.workers, args.size,
+                 reference_threads=args.reference_threads, log=log)
     if args.json:
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v
                           for k, v in result.items()}))
