@@ -593,8 +593,10 @@ class _Builder:
 def _train_chunk(ctx: _Context, chunk, k_max: int) -> tuple[list[dict[str, Any]], float]:
     """Train one group of folds; returns its per-fold results and the wall seconds."""
     t0 = time.perf_counter()
-    out = _train_sequential(ctx, chunk[0]) if len(chunk) == 1 and k_max == 1 else (
-        _train_batched(ctx, chunk))
+    if len(chunk) == 1 and k_max == 1:
+        out = _train_sequential(ctx, chunk[0])
+    else:
+        out = _train_batched(ctx, chunk)
     if ctx.dev.type == "cuda":
         torch.cuda.synchronize(ctx.dev)
     return out, time.perf_counter() - t0
