@@ -36,19 +36,15 @@ layers. Evaluation always uses the plain layers.
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import logging
-import os
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .registry import register
+from mefeat._cpp import load_kernel
 
-_log = logging.getLogger(__name__)
+from .registry import register
 
 # The spatial size after conv (28+2·2-3+1 = 30), max pool (k3 s3 p1 → 10) and avg pool (→ 5).
 _POOLED_SIDE = 5
@@ -198,28 +194,9 @@ class _ReluStatsPool(torch.autograd.Function):
         return grad.view(b, h, w, c).permute(0, 3, 1, 2), None
 
 
-@functools.lru_cache(maxsize=1)
 def _stage_kernel():
     """The compiled first stage (``ststnet_cpu.cpp``), or None where it cannot be built."""
-    if os.environ.get("MEFEAT_CPU_KERNELS", "1") == "0":
-        return None
-    source = Path(__file__).with_name("ststnet_cpu.cpp")
-    try:
-        from torch.utils.cpp_extension import load
-
-        # -march=native: the build is specific to this CPU, so its name carries the CPU's
-        # feature flags (a cache shared by other machines never hands it to them).
-        flags = ""
-        if os.path.exists("/proc/cpuinfo"):
-            flags = next((ln for ln in open("/proc/cpuinfo") if ln.startswith("flags")), "")
-        digest = hashlib.sha1(source.read_bytes() + flags.encode()).hexdigest()[:12]
-        return load(name=f"mefeat_ststnet_cpu_{digest}", sources=[str(source)],
-                    extra_cflags=["-O3", "-march=native", "-mprefer-vector-width=512"],
-                    verbose=False)
-    except Exception as exc:  # no compiler / ninja / headers: the PyTorch-operator path
-        _log.warning("STSTNet: C++ kernel unavailable (%s); using PyTorch operators",
-                     str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-        return None
+    return load_kernel(Path(__file__).with_name("ststnet_cpu.cpp"), "STSTNet")
 
 
 class _CompiledStage(torch.autograd.Function):

@@ -1,7 +1,8 @@
 """Optical flow between key frames and the maps derived from it.
 
 Pure functions on numpy arrays (kornia / scikit-image style): dense flow by TV-L1
-(Zach, Pock & Bischof 2007, OpenCV's Dual TV-L1 in ``cv2.optflow``), Farneback (2003) or
+(Zach, Pock & Bischof 2007, OpenCV's Dual TV-L1 in ``cv2.optflow``, run by a compiled
+kernel with OpenCV's arithmetic where one can be built: ``dual_tvl1``), Farneback (2003) or
 DIS (Kroeger et al. 2016); flow magnitude; optical strain (the STSTNet / Off-ApexNet
 definition); and the HSV direction map of the CausalNet supplement's Algorithm 1.
 
@@ -13,7 +14,7 @@ OpenCV's convention.
 from __future__ import annotations
 
 from .maps import direction_map, magnitude, normalise_components, optical_strain
-from .methods import FLOW_METHODS, compute_flow, dis, farneback, tvl1
+from .methods import FLOW_METHODS, compute_flow, dis, farneback, prepare_flow, tvl1
 
 __all__ = [
     "FLOW_METHODS",
@@ -24,5 +25,6 @@ __all__ = [
     "magnitude",
     "normalise_components",
     "optical_strain",
+    "prepare_flow",
     "tvl1",
 ]

@@ -10,6 +10,9 @@ import numpy as np
 
 from mefeat.errors import MefeatError
 
+from .dual_tvl1 import dual_tvl1
+from .dual_tvl1 import kernel as dual_tvl1_kernel
+
 
 def _check_pair(prev: np.ndarray, next_: np.ndarray) -> None:
     for name, img in (("prev", prev), ("next", next_)):
@@ -40,8 +43,11 @@ def tvl1(
 ) -> np.ndarray:
     """Dual TV-L1 optical flow (Zach et al. 2007; Sánchez et al., IPOL 2013).
 
-    The defaults are OpenCV's, which are also those of the MATLAB/C TV-L1 programs that
-    the STSTNet, HTNet and CausalNet authors point to.
+    OpenCV's implementation (``cv2.optflow.DualTVL1OpticalFlow``) and its defaults, which
+    are also those of the MATLAB/C TV-L1 programs that the STSTNet, HTNet and CausalNet
+    authors point to. Where its compiled kernel can be built (and ``gamma`` is 0), the
+    flow is computed by :func:`mefeat.flow.dual_tvl1.dual_tvl1`: the same algorithm, about
+    9× faster, with results identical to OpenCV's to the bit.
 
     Args:
         prev, next_: grayscale uint8 frames, shape (H, W).
@@ -49,6 +55,16 @@ def tvl1(
         float32 flow of shape (H, W, 2): u (x, right) and v (y, down), in pixels.
     """
     _check_pair(prev, next_)
+    if nscales < 1:
+        raise ValueError(f"nscales must be at least 1, got {nscales}")
+    inner = dual_tvl1_kernel() if gamma == 0 and min(prev.shape) >= 2 else None
+    if inner is not None:
+        return dual_tvl1(
+            prev, next_, inner=inner, tau=tau, lambda_=lambda_, theta=theta,
+            nscales=nscales, warps=warps, epsilon=epsilon,
+            inner_iterations=inner_iterations, outer_iterations=outer_iterations,
+            scale_step=scale_step, median_filtering=median_filtering,
+        )
     algo = cv2.optflow.DualTVL1OpticalFlow_create(
         tau=tau,
         lambda_=lambda_,
@@ -105,6 +121,13 @@ FLOW_METHODS: dict[str, Callable[..., np.ndarray]] = {
     "farneback": farneback,
     "dis": dis,
 }
+
+
+def prepare_flow(method: str) -> None:
+    """Build what ``method`` needs before its first call (the compiled TV-L1 kernel), so
+    that a pool of workers does not build it in every worker at once."""
+    if method == "tvl1":
+        dual_tvl1_kernel()
 
 
 def compute_flow(prev: np.ndarray, next_: np.ndarray, method: str = "tvl1", **params: Any):

@@ -23,6 +23,7 @@ from mefeat.datasets import get_scheme, read_dataset
 from mefeat.datasets._sample import Dropped, Sample
 from mefeat.errors import MefeatError, SampleError
 from mefeat.face import AlignConfig, FaceAligner
+from mefeat.flow import prepare_flow
 from mefeat.frames import check_keyframes, read_clip
 from mefeat.keyframes import KeyFrames, parse_policy
 from mefeat.provenance import versions
@@ -147,6 +148,10 @@ def _run_tasks(tasks: Sequence[_Task], workers: int, align: dict) -> Iterator[tu
         for t in tasks:
             yield _work(t)
         return
+    # Build the compiled kernels the flow methods use once, here, rather than in every
+    # worker at the same time.
+    for method in {m for t in tasks for _, _, m, _ in t.variants}:
+        prepare_flow(method)
     # "spawn", not fork: OpenCV's and zarr's threads in this process may hold locks at the
     # moment of a fork, which would deadlock the child (seen after building the demo).
     ctx = multiprocessing.get_context("spawn")

@@ -1,0 +1,105 @@
+"""The compiled Dual TV-L1 gives OpenCV's flow to the bit, and falls back to OpenCV."""
+
+from __future__ import annotations
+
+import logging
+
+import cv2
+import numpy as np
+import pytest
+
+from mefeat import _cpp
+from mefeat.flow import dual_tvl1 as dt
+from mefeat.flow import methods, tvl1
+from mefeat.synth import make_clip
+
+OPENCV_NAMES = {"inner_iterations": "innnerIterations", "outer_iterations": "outerIterations",
+                "scale_step": "scaleStep", "median_filtering": "medianFiltering"}
+DEFAULTS = dict(tau=0.25, lambda_=0.15, theta=0.3, nscales=5, warps=5, epsilon=0.01,
+                inner_iterations=30, outer_iterations=10, scale_step=0.8, median_filtering=5)
+
+
+@pytest.fixture(scope="module")
+def inner():
+    fn = dt.kernel()
+    if fn is None:
+        pytest.skip("no C++ compiler here: the compiled TV-L1 cannot be built")
+    return fn
+
+
+def opencv_tvl1(a, b, **params):
+    named = {OPENCV_NAMES.get(k, k): v for k, v in params.items()}
+    return cv2.optflow.DualTVL1OpticalFlow_create(**named).calc(a, b, None)
+
+
+@pytest.fixture(scope="module")
+def face_pair(aligned_face):
+    face, landmarks = aligned_face
+    clip, _ = make_clip(face, landmarks, "happiness", n_frames=3, onset=0, apex=1, offset=2,
+                        peak=2.5, sigma=22)
+    return clip[0], clip[1]
+
+
+@pytest.mark.parametrize("params", [
+    {},  # OpenCV's defaults, as extract runs them
+    {"epsilon": 0.0, "outer_iterations": 2, "inner_iterations": 10},  # no early stop
+    {"median_filtering": 3, "warps": 3, "scale_step": 0.5},
+    {"median_filtering": 1, "nscales": 1, "tau": 0.2, "lambda_": 0.3, "theta": 0.5},
+])
+def test_bit_identical_to_opencv_on_the_face(face_pair, inner, params):
+    p = {**DEFAULTS, **params}
+    ours = dt.dual_tvl1(*face_pair, inner=inner, **p)
+    ref = opencv_tvl1(*face_pair, **p)
+    assert np.abs(ref).max() > 0.5  # a real flow, not two zero fields
+    np.testing.assert_array_equal(ours, ref)
+
+
+def test_bit_identical_on_noise_of_odd_size(inner):
+    rng = np.random.default_rng(0)
+    a = cv2.GaussianBlur(rng.integers(0, 256, (37, 53), dtype=np.uint8), (5, 5), 1.5)
+    b = np.roll(a, (1, 2), axis=(0, 1))
+    np.testing.assert_array_equal(dt.dual_tvl1(a, b, inner=inner, **DEFAULTS),
+                                  opencv_tvl1(a, b))
+
+
+def test_tvl1_takes_the_kernel_and_falls_back_to_opencv(face_pair, inner, monkeypatch):
+    fast = tvl1(*face_pair)
+    calls = []
+    monkeypatch.setattr(methods, "dual_tvl1", lambda *a, **k: calls.append(1) or fast)
+    tvl1(*face_pair)
+    assert calls == [1]
+    tvl1(*face_pair, gamma=0.1)  # the illumination term: OpenCV's implementation
+    assert calls == [1]
+    monkeypatch.setattr(methods, "dual_tvl1_kernel", lambda: None)  # no compiler
+    np.testing.assert_array_equal(tvl1(*face_pair), fast)
+    assert calls == [1]
+
+
+def test_fields_of_different_shapes_are_refused(inner):
+    f = [np.zeros((8, 8), np.float32) for _ in range(10)]
+    f[5] = np.zeros((8, 9), np.float32)
+    with pytest.raises(ValueError, match="differ in shape"):
+        inner(*f, 0.045, 0.3, 0.83, 0.0, 1)
+
+
+def test_no_compiler_or_kernels_off_gives_none_and_a_warning(tmp_path, monkeypatch, caplog):
+    source = tmp_path / "k.cpp"
+    source.write_text('extern "C" int one() { return 1; }\n')
+    monkeypatch.setenv("MEFEAT_CACHE", str(tmp_path / "cache"))
+    _cpp.load_library.cache_clear()
+    try:
+        monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+        with caplog.at_level(logging.WARNING, logger="mefeat._cpp"):
+            assert _cpp.load_library(source, "test kernel") is None
+        assert "test kernel: C++ kernel unavailable" in caplog.text
+        monkeypatch.setenv("MEFEAT_CPU_KERNELS", "0")
+        monkeypatch.delenv("CXX")
+        assert _cpp.load_library(source, "test kernel 2") is None
+        monkeypatch.delenv("MEFEAT_CPU_KERNELS")
+        lib = _cpp.load_library(source, "test kernel 3")
+        if lib is None:
+            pytest.skip("no C++ compiler here")
+        assert lib.one() == 1
+        assert len(list((tmp_path / "cache" / "kernels").glob("*.so"))) == 1  # no leftovers
+    finally:
+        _cpp.load_library.cache_clear()
