@@ -41,6 +41,11 @@ _SAMPLE_COLUMNS: dict[str, Any] = {
 # its own atomic file.
 _MUTABLE = ("status", "error")
 
+# How the writer opens arrays: every chunk it writes holds data, so zarr need not compare
+# each chunk with the fill value to decide whether to skip it (a full pass over the chunk
+# that cost more than writing it).
+_WRITE_CONFIG = {"write_empty_chunks": True}
+
 # Feature arrays of a variant: name -> (channels, dtype).
 MAPS: dict[str, tuple[int, str]] = {
     "flow_oa": (2, "float32"),
@@ -137,6 +142,7 @@ class FeatureStore:
         self.path = path
         self._lock = lock
         self._table_cache: dict[str, np.ndarray] | None = None
+        self._writable: dict[str, zarr.Array] = {}
 
     # -- opening ---------------------------------------------------------------------
     @classmethod
@@ -315,9 +321,17 @@ class FeatureStore:
             for i in range(len(self))
         ]
 
+    def writable(self, path: str) -> zarr.Array:
+        """The array at ``path`` opened for writing, kept open for the next write (opening
+        an array reads and parses its metadata: a cost per write of a running extraction)."""
+        arr = self._writable.get(path)
+        if arr is None:
+            arr = self._writable[path] = self.group[path].with_config(_WRITE_CONFIG)
+        return arr
+
     def set_status(self, index: int, status: str, error: str = "") -> None:
-        self.group["samples"]["error"][index] = error
-        self.group["samples"]["status"][index] = status
+        self.writable("samples/error")[index] = error
+        self.writable("samples/status")[index] = status
 
     def set_statuses(self, indices: Sequence[int], status: str,
                      errors: Sequence[str] | None = None) -> None:
@@ -342,13 +356,10 @@ class FeatureStore:
         """Write a clip's aligned frames (T, S, S) uint8 and onset landmarks (68, 2)."""
         grp = self.group.require_group(f"frames/{key}")
         t, h, w = frames.shape
-        fr = grp.create_array(
-            "frames", shape=frames.shape, dtype="uint8", chunks=(min(t, 16), h, w),
-            overwrite=True,
-        )
-        fr[:] = frames
-        lm = grp.create_array("landmarks", shape=(68, 2), dtype="float32", overwrite=True)
-        lm[:] = landmarks
+        grp.create_array("frames", data=np.asarray(frames, np.uint8), chunks=(min(t, 16), h, w),
+                         overwrite=True, config=_WRITE_CONFIG)
+        grp.create_array("landmarks", data=np.asarray(landmarks, np.float32), overwrite=True,
+                         config=_WRITE_CONFIG)
         grp.attrs["done"] = True
 
     def read_landmarks(self, key: str) -> np.ndarray:
@@ -464,9 +475,12 @@ class Variant:
     def write_sample(self, index: int, keyframes: Sequence[int], maps: dict[str, np.ndarray]):
         """Write one sample's arrays, then (last) its done flag."""
         for name, value in maps.items():
-            self.group[name][index] = value
-        self.group["keyframes"][index] = np.asarray(keyframes, dtype=np.int32)
-        self.group["done"][index] = True
+            self._array(name)[index] = value
+        self._array("keyframes")[index] = np.asarray(keyframes, dtype=np.int32)
+        self._array("done")[index] = True
+
+    def _array(self, name: str) -> zarr.Array:
+        return self.store.writable(f"features/{self.name}/{name}")
 
     def write_rows(self, indices: Sequence[int], arrays: dict[str, np.ndarray]) -> None:
         """Write many samples' arrays (row j of each array is sample ``indices[j]``), then
