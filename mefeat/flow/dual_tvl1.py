@@ -9,6 +9,11 @@ iteration with OpenCV's formulas and order of operations. The flows agree with O
 float rounding (``tests/test_flow_dual_tvl1.py``): the two differences are ``sqrtf`` for
 ``hypot`` and the stopping error summed in double.
 
+The bicubic warps stay OpenCV's own call on purpose: in the OpenCV wheels ``cv2.remap``
+of a float image with ``INTER_CUBIC`` goes to Intel IPP (``ipp_hal_remap32f``), whose
+arithmetic is not OpenCV's table-based one and not public, so only calling it gives the
+same bits. They, the median filter and the rest cost about a third of the time.
+
 The stages follow ``opencv_contrib/modules/optflow/src/tvl1flow.cpp``
 (``OpticalFlowDual_TVL1::calc`` and ``procOneScale``), without ``gamma`` and initial flow.
 """
