@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 
 import h5py
 import numpy as np
@@ -39,4 +40,9 @@ def to_hdf5(store: str | os.PathLike, out: str | os.PathLike) -> None:
                                                 chunks=child.chunks)
                     _copy_attrs(child, ds)
 
-        visit(fs.group, h5)
+        with warnings.catch_warnings():
+            # the writer's lock file sits in the store folder; zarr warns about any file
+            # that is not part of the hierarchy when it lists the root's members
+            warnings.filterwarnings("ignore", message=r"Object at \.mefeat-writer\.lock",
+                                    category=UserWarning)
+            visit(fs.group, h5)
