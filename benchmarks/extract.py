@@ -4,7 +4,7 @@ Three timings of one run, on the same demo dataset (``mefeat.demo.build_demo``: 
 layout, 320×320 JPEG frames of a real face photograph, an xlsx coding sheet), the same
 flow method (Dual TV-L1 with OpenCV's default parameters) and the same output size.
 mefeat computes TV-L1 with ``mefeat.flow.tvl1``: OpenCV's algorithm with its inner
-iterations compiled (bit-identical flows, about 9× less CPU); the reference loop calls
+iterations compiled (bit-identical flows, about 10× less CPU); the reference loop calls
 OpenCV's ``DualTVL1OpticalFlow`` as a user would. ``MEFEAT_CPU_KERNELS=0`` makes mefeat
 use OpenCV's implementation too (the ``tvl1`` line of the output says which one ran).
 

@@ -75,6 +75,45 @@ def test_tvl1_takes_the_kernel_and_falls_back_to_opencv(face_pair, inner, monkey
     assert calls == [1]
 
 
+def _opencv_update_sum(ix, iy, grad, rho, u1, u2, p11, p12, p21, p22, l_t, theta):
+    """The stopping error of one OpenCV inner iteration (estimateV, divergence, estimateU),
+    in numpy float32 with OpenCV's order of operations and its sequential float sum."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = rho + (ix * u1 + iy * u2)
+        fi = -r / grad
+        n = []
+        for a, i, q1, q2 in ((u1, ix, p11, p12), (u2, iy, p21, p22)):
+            d = np.where(r < -l_t * grad, l_t * i,
+                         np.where(r > l_t * grad, -l_t * i,
+                                  np.where(grad > np.finfo(np.float32).eps, fi * i, 0)))
+            div = np.empty_like(a)
+            div[1:, 1:] = (q1[1:, 1:] - q1[1:, :-1]) + (q2[1:, 1:] - q2[:-1, 1:])
+            div[0, 1:] = q1[0, 1:] - q1[0, :-1] + q2[0, 1:]
+            div[1:, 0] = q1[1:, 0] + q2[1:, 0] - q2[:-1, 0]
+            div[0, 0] = q1[0, 0] + q2[0, 0]
+            n.append((a + d.astype(np.float32)) + theta * div)
+    e = (n[0] - u1) * (n[0] - u1) + (n[1] - u2) * (n[1] - u2)
+    return np.cumsum(e.ravel(), dtype=np.float32)[-1]  # one float, pixel after pixel
+
+
+def test_stopping_decision_is_opencvs_at_the_threshold(inner):
+    # The kernel estimates the error sum in parallel and forms OpenCV's float sum only when
+    # the estimate is too close to eps to decide: put eps exactly there.
+    rng = np.random.default_rng(3)
+    h, w = 61, 67
+    f = lambda scale: (rng.standard_normal((h, w)) * scale).astype(np.float32)  # noqa: E731
+    ix, iy, rho = f(10), f(10), f(20)
+    grad = ix * ix + iy * iy
+    state = [f(0.5), f(0.5), f(0.1), f(0.1), f(0.1), f(0.1)]  # u1, u2, p11, p12, p21, p22
+    l_t, theta, taut = np.float32(0.15 * 0.3), np.float32(0.3), np.float32(0.25 / 0.3)
+    error = _opencv_update_sum(ix, iy, grad, rho, *state, l_t, theta)
+    assert error > 0
+    for eps, iterations_done in ((error, 1), (np.nextafter(error, np.float32(0)), 2)):
+        fields = [a.copy() for a in state]
+        _, n = inner(ix, iy, grad, rho, *fields, l_t, theta, taut, eps, 2)
+        assert n == iterations_done, (eps, error)
+
+
 def test_fields_of_different_shapes_are_refused(inner):
     f = [np.zeros((8, 8), np.float32) for _ in range(10)]
     f[5] = np.zeros((8, 9), np.float32)

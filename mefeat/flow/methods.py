@@ -47,7 +47,7 @@ def tvl1(
     are also those of the MATLAB/C TV-L1 programs that the STSTNet, HTNet and CausalNet
     authors point to. Where its compiled kernel can be built (and ``gamma`` is 0), the
     flow is computed by :func:`mefeat.flow.dual_tvl1.dual_tvl1`: the same algorithm, about
-    9× faster, with results identical to OpenCV's to the bit.
+    10× faster, with results identical to OpenCV's to the bit.
 
     Args:
         prev, next_: grayscale uint8 frames, shape (H, W).
