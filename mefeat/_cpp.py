@@ -24,6 +24,7 @@ import functools
 import hashlib
 import logging
 import os
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -78,7 +79,7 @@ def load_kernel(source: Path, what: str, extra_flags: tuple[str, ...] = ()) -> M
 def cache_dir() -> Path:
     """Where built libraries are kept: ``$MEFEAT_CACHE``, else ``$XDG_CACHE_HOME/mefeat``,
     else ``~/.cache/mefeat``."""
-    if "MEFEAT_CACHE" in os.environ:
+    if os.environ.get("MEFEAT_CACHE"):
         return Path(os.environ["MEFEAT_CACHE"])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "mefeat"
@@ -92,30 +93,35 @@ def load_library(source: Path, what: str,
     if not kernels_enabled():
         return None
     flags = [*_FLAGS, *extra_flags]
-    target = cache_dir() / "kernels" / f"{_build_name(source, flags)}.so"
     try:
+        target = cache_dir() / "kernels" / f"{_build_name(source, flags)}.so"
         if not target.is_file():
             _compile(source, target, flags)
-        return ctypes.CDLL(str(target))
+        try:
+            return ctypes.CDLL(str(target))
+        except OSError:  # a damaged file in the cache (a full disk, a copy cut short)
+            _compile(source, target, flags)
+            return ctypes.CDLL(str(target))
     except Exception as exc:
         _unavailable(what, exc)
         return None
 
 
 def _compile(source: Path, target: Path, flags: list[str]) -> None:
-    cxx = os.environ.get("CXX", "c++")
-    if shutil.which(cxx) is None:
-        raise RuntimeError(f"no C++ compiler ({cxx!r} not found)")
+    cxx = shlex.split(os.environ.get("CXX") or "c++")  # may carry a launcher: "ccache g++"
+    if shutil.which(cxx[0]) is None:
+        raise RuntimeError(f"no C++ compiler ({cxx[0]!r} not found)")
     target.parent.mkdir(parents=True, exist_ok=True)
     # Built under a temporary name and renamed: processes that build at the same time
     # each rename a complete library, and none loads a half-written one.
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(fd)
     try:
-        proc = subprocess.run([cxx, *flags, "-shared", "-fPIC", "-std=c++17", str(source),
+        proc = subprocess.run([*cxx, *flags, "-shared", "-fPIC", "-std=c++17", str(source),
                                "-o", tmp], capture_output=True, text=True)
         if proc.returncode != 0:
-            raise RuntimeError(f"{cxx} failed on {source.name}: {proc.stderr.strip()}")
+            raise RuntimeError(f"{' '.join(cxx)} failed on {source.name}: {proc.stderr.strip()}")
+        os.chmod(tmp, 0o755)  # mkstemp's 0600 would hide it from other users of a shared cache
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -45,6 +47,7 @@ def face_pair(aligned_face):
     {"epsilon": 0.0, "outer_iterations": 2, "inner_iterations": 10},  # no early stop
     {"median_filtering": 3, "warps": 3, "scale_step": 0.5},
     {"median_filtering": 1, "nscales": 1, "tau": 0.2, "lambda_": 0.3, "theta": 0.5},
+    {"scale_step": 0.7, "nscales": 4},  # 1/scale_step not exact in float
 ])
 def test_bit_identical_to_opencv_on_the_face(face_pair, inner, params):
     p = {**DEFAULTS, **params}
@@ -60,6 +63,17 @@ def test_bit_identical_on_noise_of_odd_size(inner):
     b = np.roll(a, (1, 2), axis=(0, 1))
     np.testing.assert_array_equal(dt.dual_tvl1(a, b, inner=inner, **DEFAULTS),
                                   opencv_tvl1(a, b))
+
+
+def test_fortran_ordered_frames_and_a_bad_scale_step(inner):
+    rng = np.random.default_rng(2)
+    a = cv2.GaussianBlur(rng.integers(0, 256, (18, 24), dtype=np.uint8), (5, 5), 1.5)
+    b = np.roll(a, 1, axis=1)
+    at, bt = np.asfortranarray(a.T), np.asfortranarray(b.T)  # one pyramid level, F order
+    np.testing.assert_array_equal(tvl1(at, bt, nscales=1, median_filtering=1),
+                                  opencv_tvl1(at, bt, nscales=1, medianFiltering=1))
+    with pytest.raises(ValueError, match="scale_step"):
+        tvl1(a, b, scale_step=1.25)
 
 
 def test_tvl1_takes_the_kernel_and_falls_back_to_opencv(face_pair, inner, monkeypatch):
@@ -139,6 +153,18 @@ def test_no_compiler_or_kernels_off_gives_none_and_a_warning(tmp_path, monkeypat
         if lib is None:
             pytest.skip("no C++ compiler here")
         assert lib.one() == 1
-        assert len(list((tmp_path / "cache" / "kernels").glob("*.so"))) == 1  # no leftovers
+        built = list((tmp_path / "cache" / "kernels").glob("*.so"))
+        assert len(built) == 1  # no leftovers
+        # a damaged library in the cache is rebuilt; CXX may carry a launcher's arguments
+        # (in a fresh process: dlopen would hand this one the library it already holds)
+        built[0].unlink()
+        built[0].write_bytes(b"")
+        monkeypatch.setenv("CXX", "env c++")
+        code = ("import sys; from pathlib import Path; from mefeat import _cpp; "
+                "lib = _cpp.load_library(Path(sys.argv[1]), 'k'); print(lib.one())")
+        out = subprocess.run([sys.executable, "-c", code, str(source)], capture_output=True,
+                             text=True, check=True)
+        assert out.stdout.strip() == "1", out.stderr
+        assert built[0].stat().st_size > 0
     finally:
         _cpp.load_library.cache_clear()

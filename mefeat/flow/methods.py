@@ -57,6 +57,9 @@ def tvl1(
     _check_pair(prev, next_)
     if nscales < 1:
         raise ValueError(f"nscales must be at least 1, got {nscales}")
+    if nscales > 1 and not 0 < scale_step <= 1:
+        raise ValueError(f"scale_step must be in (0, 1] (a pyramid of smaller images), "
+                         f"got {scale_step}")
     inner = dual_tvl1_kernel() if gamma == 0 and min(prev.shape) >= 2 else None
     if inner is not None:
         return dual_tvl1(

@@ -150,15 +150,18 @@ void dual_row(const Fields& f, int y, float taut) {
 // OpenCV's stopping error is the squared updates summed one by one into a float, in row
 // order. That chain of dependent additions would cost more than the rest of an iteration,
 // so the sum is estimated in parallel lanes instead, and the float sum is formed only when
-// the estimate cannot tell on which side of `eps` it lies. All terms are ≥ 0, so both
-// the float sum and the estimate are within γ_n·S of the exact sum S (γ_n = n·u/(1 − n·u),
-// u = 2⁻²⁴, Higham, Accuracy and Stability of Numerical Algorithms, §4.2): a decision
-// taken outside that band is the one OpenCV's float sum takes.
-static float stopping_error(double estimate, const float* e, size_t n, float eps) {
+// the estimate cannot tell on which side of `eps` it lies. With S the exact sum of the
+// n ≥ 0 terms and γ_k = k·u/(1 − k·u), u = 2⁻²⁴ (Higham, Accuracy and Stability of
+// Numerical Algorithms, §4.2): OpenCV's float sum is within γ_n·S of S; the estimate adds
+// at most m = ⌈w/16⌉ floats in a lane before going to double, so it is within δ·S of S,
+// δ = γ_m + 2⁻⁴⁰ (the double additions, for fewer than 8192 rows). Hence |float sum − estimate| ≤ (γ_n + δ)/(1 − δ)
+// · estimate, and a decision taken outside that band is the one OpenCV's float sum takes.
+static float stopping_error(double estimate, const float* e, size_t n, int w, float eps) {
     const double u = std::ldexp(1.0, -24);
-    const double nu = (double)n * u;
-    if (nu < 0.5) {
-        const double band = 2.0 * nu / (1.0 - nu) * estimate * 1.01 + DBL_MIN;
+    const double nu = (double)n * u, mu = (double)((w + 15) / 16) * u;
+    if (nu < 0.5 && n / (size_t)w < 8192) {
+        const double delta = mu / (1.0 - mu) + std::ldexp(1.0, -40);
+        const double band = (nu / (1.0 - nu) + delta) / (1.0 - delta) * estimate + DBL_MIN;
         if (estimate - band > (double)eps) return (float)estimate;
         if (estimate + band <= (double)eps) return std::min((float)estimate, eps);
     }
@@ -189,7 +192,7 @@ extern "C" int tvl1_inner_iterations(const float* ix, const float* iy, const flo
             dual_row<false>(f, y - 1, taut);
         }
         dual_row<true>(f, h - 1, taut);
-        error = stopping_error(estimate, e, npx, eps);
+        error = stopping_error(estimate, e, npx, w, eps);
     }
     *error_out = error;
     return n;

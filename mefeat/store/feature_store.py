@@ -329,6 +329,11 @@ class FeatureStore:
             arr = self._writable[path] = self.group[path].with_config(_WRITE_CONFIG)
         return arr
 
+    def _forget_writable(self, prefix: str) -> None:
+        """Drop the open handles under ``prefix`` (their arrays are about to be recreated)."""
+        for path in [p for p in self._writable if p.startswith(prefix)]:
+            del self._writable[path]
+
     def set_status(self, index: int, status: str, error: str = "") -> None:
         self.writable("samples/error")[index] = error
         self.writable("samples/status")[index] = status
@@ -404,6 +409,7 @@ class FeatureStore:
                 )
             return var
         n = len(self)
+        self._forget_writable(f"features/{name}/")
         grp = self.group.require_group(f"features/{name}")
         grp.create_array("keyframes", shape=(n, 3), dtype="int32", chunks=(1, 3), fill_value=-1,
                          overwrite=True)
@@ -439,6 +445,7 @@ class FeatureStore:
             var.group.attrs["source"] = source
             return var
         n = len(self)
+        self._forget_writable(f"features/{name}/")
         grp = self.group.require_group(f"features/{name}")
         for key, (shape, dtype) in shapes.items():
             grp.create_array(key, shape=(n, *shape), dtype=dtype, chunks=(1, *shape),
