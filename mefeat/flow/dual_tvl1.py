@@ -43,7 +43,8 @@ def kernel() -> InnerIterations | None:
 
     The function takes ``(ix, iy, grad, rho, u1, u2, p11, p12, p21, p22, l_t, theta, taut,
     eps, iterations)``, the ten fields float32 (H, W) arrays in C order (the last six are
-    updated in place), and returns ``(last error, iterations done)``.
+    updated in place), and returns ``(last error, iterations done)``; the error is OpenCV's
+    float sum or an estimate on the same side of ``eps``.
     """
     # no fused multiply-adds, and sqrt without errno (so that it vectorises)
     lib = load_library(Path(__file__).with_name("tvl1_cpu.cpp"), "TV-L1",
@@ -106,8 +107,8 @@ def _one_scale(inner: InnerIterations, i0: np.ndarray, i1: np.ndarray, u1: np.nd
             if p["median_filtering"] > 1:
                 u1 = cv2.medianBlur(u1, p["median_filtering"])
                 u2 = cv2.medianBlur(u2, p["median_filtering"])
-            error, _ = inner(i1wx, i1wy, grad, rho_c, u1, u2, *dual, l_t,
-                                              p["theta"], taut, eps, p["inner_iterations"])
+            error, _ = inner(i1wx, i1wy, grad, rho_c, u1, u2, *dual, l_t, p["theta"], taut,
+                             eps, p["inner_iterations"])
     return u1, u2
 
 
