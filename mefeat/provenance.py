@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import platform
 from importlib import metadata
+from pathlib import Path
 
 from mefeat import __version__
 
@@ -19,3 +22,10 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             out[name] = "not installed"
     return out
+
+
+def file_sha256(path: str | os.PathLike | None) -> str | None:
+    """The SHA-256 of an input file (an annotation sheet, a CSV), for a store's config."""
+    if path is None:
+        return None
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

@@ -1,10 +1,22 @@
-"""Test support: read a whole feature store, to compare two stores array for array."""
+"""Test support: small demo stores, and a whole store read back to compare two stores."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from mefeat.demo import build_demo
+from mefeat.run.extract import extract
 from mefeat.store import FeatureStore
+
+
+def demo_store(root, *, subjects: int, clips: int, size: int, **extract_options):
+    """A demo dataset under ``root/data`` extracted into ``root/s.zarr`` (5-class CASME II
+    labels); returns the store's path."""
+    ds = build_demo(root / "data", subjects=subjects, clips=clips)
+    store = root / "s.zarr"
+    extract(ds.root, dataset="casme2", annotations=ds.annotations, store=store,
+            label_scheme="casme2-5", size=size, progress=False, **extract_options)
+    return store
 
 
 def store_arrays(store) -> dict[str, np.ndarray]:

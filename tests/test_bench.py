@@ -10,21 +10,16 @@ import sys
 import time
 
 import pytest
+from _stores import demo_store
 from click.testing import CliRunner
 
 from mefeat.cli.main import cli
-from mefeat.demo import build_demo
 from mefeat.run.extract import extract
 
 
 @pytest.fixture(scope="module")
 def bench_store(tmp_path_factory):
-    root = tmp_path_factory.mktemp("bench")
-    ds = build_demo(root / "data", subjects=3, clips=3)
-    store = root / "s.zarr"
-    extract(ds.root, dataset="casme2", annotations=ds.annotations, store=store,
-            label_scheme="casme2-5", size=112, progress=False)
-    return store
+    return demo_store(tmp_path_factory.mktemp("bench"), subjects=3, clips=3, size=112)
 
 
 ARGS = ["--models", "ststnet", "--conditions", "gt,std10,spot", "--runs", "2",
@@ -146,12 +141,8 @@ SMALL = ["--models", "ststnet", "--runs", "1", "--epochs", "1", "--no-tsne"]
 @pytest.fixture(scope="module")
 def farneback_store(tmp_path_factory):
     """A two-subject demo store extracted with Farneback flows (variant gt-farneback)."""
-    root = tmp_path_factory.mktemp("farneback")
-    ds = build_demo(root / "data", subjects=2, clips=2)
-    store = root / "s.zarr"
-    extract(ds.root, dataset="casme2", annotations=ds.annotations, store=store,
-            label_scheme="casme2-5", size=64, flow="farneback", progress=False)
-    return store
+    return demo_store(tmp_path_factory.mktemp("farneback"), subjects=2, clips=2, size=64,
+                      flow="farneback")
 
 
 def _copy(store, tmp_path):

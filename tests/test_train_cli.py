@@ -6,21 +6,16 @@ import csv
 import json
 
 import pytest
+from _stores import demo_store
 from click.testing import CliRunner
 
 from mefeat.cli.main import cli
-from mefeat.demo import build_demo
 from mefeat.run.extract import extract
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    root = tmp_path_factory.mktemp("train")
-    ds = build_demo(root / "data", subjects=3, clips=4)
-    path = root / "s.zarr"
-    extract(ds.root, dataset="casme2", annotations=ds.annotations, store=path,
-            label_scheme="casme2-5", size=112, progress=False)
-    return path
+    return demo_store(tmp_path_factory.mktemp("train"), subjects=3, clips=4, size=112)
 
 
 def _train(store, out, *extra):

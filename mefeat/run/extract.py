@@ -7,7 +7,6 @@ written before its ``done`` flag, so a killed run resumes where it stopped.
 
 from __future__ import annotations
 
-import hashlib
 import multiprocessing
 import os
 from collections.abc import Iterator, Sequence
@@ -26,7 +25,7 @@ from mefeat.face import AlignConfig, FaceAligner
 from mefeat.flow import prepare_flow
 from mefeat.frames import check_keyframes, read_clip
 from mefeat.keyframes import KeyFrames, parse_policy
-from mefeat.provenance import versions
+from mefeat.provenance import file_sha256, versions
 from mefeat.run.features import clip_features
 from mefeat.store import FeatureStore
 
@@ -48,15 +47,13 @@ class ExtractSummary:
             f"done {len(self.done)}, already done {len(self.resumed)}, "
             f"failed {len(self.failed)}, skipped by the reader/label scheme {len(self.dropped)}",
         ]
-        out += [f"  failed  {key}: {why}" for key, why in sorted(self.failed.items())]
-        out += [f"  skipped {d}" for d in self.dropped]
-        return out
+        return out + detail_lines(self.failed, self.dropped)
 
 
-def file_sha256(path: str | os.PathLike | None) -> str | None:
-    if path is None:
-        return None
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+def detail_lines(failed: dict[str, str], dropped: Sequence[Dropped]) -> list[str]:
+    """A run summary's detail: each failed sample with why, then each row left out."""
+    return ([f"  failed  {key}: {why}" for key, why in sorted(failed.items())]
+            + [f"  skipped {d}" for d in dropped])
 
 
 def variant_name(policy_name: str, flow: str) -> str:

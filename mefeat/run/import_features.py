@@ -19,7 +19,6 @@ re-running finishes the job.
 from __future__ import annotations
 
 import csv
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +29,8 @@ from mefeat.datasets._sample import Dropped, Sample
 from mefeat.datasets.labels import THREE_CLASSES
 from mefeat.errors import AnnotationError, DatasetLayoutError, SampleError
 from mefeat.frames import read_color
-from mefeat.provenance import versions
+from mefeat.provenance import file_sha256, versions
+from mefeat.run.extract import detail_lines
 from mefeat.store import FeatureStore
 
 CSV_NAME = "combined_3_class2_for_optical_flow.csv"
@@ -67,9 +67,7 @@ class ImportSummary:
             f"imported {len(self.done)}, already imported {len(self.resumed)}, "
             f"failed {len(self.failed)}, rows left out {len(self.dropped)}",
         ]
-        out += [f"  failed  {key}: {why}" for key, why in sorted(self.failed.items())]
-        out += [f"  skipped {d}" for d in self.dropped]
-        return out
+        return out + detail_lines(self.failed, self.dropped)
 
 
 def import_features(
@@ -102,8 +100,8 @@ def import_features(
     point_rows = _read_points(Path(points)) if points is not None else None
     variant = f"official-{fmt}"
     # The CSV's hash: a changed label must not resume into a store made from the old one.
-    config = {"imported_from": f"official {fmt} features", "csv_sha256": _sha256(table)}
-    settings = {"format": variant, "points_sha256": _sha256(points) if points else None}
+    config = {"imported_from": f"official {fmt} features", "csv_sha256": file_sha256(table)}
+    settings = {"format": variant, "points_sha256": file_sha256(points)}
     shapes = {name: ((3, SIZE, SIZE), "uint8") for name in FORMATS[fmt].values()}
     if point_rows is not None:
         shapes["points"] = ((4, 2), "float32")
@@ -139,10 +137,6 @@ def import_features(
         fs.set_statuses(written, "done")
         fs.set_statuses(failed, "failed", [summary.failed[samples[i].key] for i in failed])
     return summary
-
-
-def _sha256(path: str | os.PathLike) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _read_table(table: Path) -> tuple[list[Sample], list[int], list[Dropped]]:

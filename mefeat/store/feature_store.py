@@ -345,9 +345,9 @@ class FeatureStore:
             return
         idx = np.asarray(indices, dtype=np.int64)
         err = [""] * len(idx) if errors is None else list(errors)
-        self.group["samples"]["error"].set_orthogonal_selection(
+        self.writable("samples/error").set_orthogonal_selection(
             (idx,), np.asarray(err, dtype=object))
-        self.group["samples"]["status"].set_orthogonal_selection(
+        self.writable("samples/status").set_orthogonal_selection(
             (idx,), np.asarray([status] * len(idx), dtype=object))
 
     # -- frames --------------------------------------------------------------------------
@@ -496,8 +496,8 @@ class Variant:
             return
         idx = np.asarray(indices, dtype=np.int64)
         for name, value in arrays.items():
-            self.group[name].set_orthogonal_selection((idx,), value)
-        self.group["done"].set_orthogonal_selection((idx,), np.ones(len(idx), bool))
+            self._array(name).set_orthogonal_selection((idx,), value)
+        self._array("done").set_orthogonal_selection((idx,), np.ones(len(idx), bool))
 
     def read(self, names: Iterable[str], *, only_done: bool = True) -> tuple[np.ndarray, dict]:
         """Bulk-read arrays ``names``; returns (sample indices, {name: array})."""
