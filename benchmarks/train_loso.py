@@ -66,8 +66,11 @@ def reference_loso(model_name, x, y, subjects, folds, *, epochs, device, seed):
 
     from mefeat.models import create_model, get_spec
 
-    train = get_spec(model_name).train
-    bs = train.get("batch_size") or len(x)
+    recipe = get_spec(model_name).recipe
+    if recipe.optimizer.name != "adam" or recipe.schedule or recipe.augmentation:
+        raise SystemExit(f"the reference loop is the Adam loop of STSTNet's main.py; "
+                         f"{model_name}'s recipe is another")
+    bs = recipe.batch_size or len(x)
     dev = torch.device(device)
     loss_fn = torch.nn.CrossEntropyLoss()
     preds = {}
@@ -76,7 +79,7 @@ def reference_loso(model_name, x, y, subjects, folds, *, epochs, device, seed):
         torch.manual_seed(seed + k)
         model = create_model(model_name, num_classes=3).to(dev)
         opt = torch.optim.Adam(
-            model.parameters(), lr=train["lr"], weight_decay=train.get("weight_decay", 0.0)
+            model.parameters(), lr=recipe.optimizer.lr, weight_decay=recipe.optimizer.weight_decay
         )
         train_dl = DataLoader(
             TensorDataset(torch.Tensor(x[tr]), torch.as_tensor(y[tr])), batch_size=bs
@@ -144,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     x, y, subjects = read_htnet_pngs(args.data.resolve())
     all_folds = loso_folds(subjects)
     folds = all_folds[: args.folds] if args.folds else all_folds
-    epochs = args.epochs or int(get_spec(args.model).train["epochs"])
+    epochs = args.epochs or get_spec(args.model).recipe.epochs
     # Share of the full run's training work that the chosen folds hold.
     share = sum(len(f[1]) for f in folds) / sum(len(f[1]) for f in all_folds)
     test_idx = np.concatenate([f[2] for f in folds])

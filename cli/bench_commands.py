@@ -7,10 +7,12 @@ from pathlib import Path
 
 import click
 
+from ._choices import EXECUTORS, FLOWS, SELECTIONS, SPOTTERS, LazyHelpOption, conditions_help
+
 
 @click.command()
 @click.argument("store")  # a folder or any fsspec URL zarr accepts
-@click.option("--method", "methods", multiple=True, type=click.Choice(["flowpeak", "featdiff"]),
+@click.option("--method", "methods", multiple=True, type=SPOTTERS,
               help="Spotting method(s) (default: all).")
 @click.option("--within", default="1,2,5", show_default=True, help="Frame tolerances.")
 @click.option("--json", "as_json", is_flag=True)
@@ -41,26 +43,25 @@ def spot(store, methods, within, as_json):
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--baselines", is_flag=True, help="Every registered model.")
 @click.option("--models", "models", default=None, help="Comma-separated model names.")
-@click.option("--conditions", default="gt,std10,std20,std30,spot", show_default=True,
-              help="Comma-separated: gt, std10, std20, std30, spot.")
+@click.option("--conditions", cls=LazyHelpOption, help_from=conditions_help)
 @click.option("--runs", default=3, show_default=True)
 @click.option("--epochs", type=int, help="Epochs per fold (default: each paper's).")
-@click.option("--selection", type=click.Choice(["last", "test-best"]), default="last",
-              show_default=True)
+@click.option("--selection", type=SELECTIONS, default="last", show_default=True,
+              help="Epoch selection applied to every job: last; test-best or official (each "
+              "model's own rule) pick on the test subjects and are labelled so.")
 @click.option("--sweep", multiple=True, metavar="MODEL.OPTION=V1,V2",
               help="Extra models over an option, e.g. causalnet.block_length=1,2,4,6.")
-@click.option("--spot-method", default="flowpeak", show_default=True,
-              type=click.Choice(["flowpeak", "featdiff"]))
+@click.option("--spot-method", default="flowpeak", show_default=True, type=SPOTTERS)
 @click.option("--variant", help="Use this variant as the GT column (e.g. an imported one).")
-@click.option("--flow", type=click.Choice(["tvl1", "farneback", "dis"]),
+@click.option("--flow", type=FLOWS,
               help="Flow method of the variants (default: the one the store was made with).")
-@click.option("--executor", type=click.Choice(["local", "process", "ray"]), default="local",
-              show_default=True)
+@click.option("--executor", type=EXECUTORS, default="local", show_default=True)
 @click.option("--workers", default=1, show_default=True, help="Processes (or Ray CPUs).")
 @click.option("--address", help="Ray cluster address (default: start a local Ray).")
 @click.option("--gpus-per-job", default=0.0, show_default=True,
               help="GPU fraction per job on Ray, so small folds share a GPU.")
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", help="cpu, cuda, cuda:1… [default: cuda with --gpus-per-job > 0, "
+              "else cpu]")
 @click.option("--no-tsne", is_flag=True, help="Skip the t-SNE figure.")
 def bench(store, out, baselines, models, conditions, runs, epochs, selection, sweep,
           spot_method, variant, flow, executor, workers, address, gpus_per_job, device, no_tsne):
@@ -81,8 +82,11 @@ def bench(store, out, baselines, models, conditions, runs, epochs, selection, sw
         raise click.UsageError("say which models: --baselines, --models or --sweep")
     if sweep and not models and not baselines:
         names = []
+    if device is None:
+        device = "cuda" if gpus_per_job > 0 else "cpu"
     res = run_bench(store, out=out, models=names, sweep=sweep,
-                    conditions=[c.strip() for c in conditions.split(",")], runs=runs,
+                    conditions=None if conditions is None else
+                    [c.strip() for c in conditions.split(",")], runs=runs,
                     epochs=epochs, selection=selection, spot_method=spot_method,
                     variant=variant, flow=flow, executor=executor, workers=workers, address=address,
                     gpus_per_job=gpus_per_job, device=device, tsne=not no_tsne)

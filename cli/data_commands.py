@@ -7,59 +7,70 @@ from pathlib import Path
 
 import click
 
-
-def _parse_params(pairs: tuple[str, ...]) -> dict:
-    out = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise click.BadParameter(f"{pair!r}: expected NAME=VALUE", param_hint="--flow-param")
-        name, value = pair.split("=", 1)
-        try:
-            out[name] = json.loads(value)
-        except json.JSONDecodeError:
-            out[name] = value
-    return out
+from ._choices import EXECUTORS, FLOWS, READERS, SCHEMES, LazyHelpOption, keyframes_help
 
 
 @click.command()
-@click.argument("root", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--dataset", required=True, help="Reader: casme2, samm, smic, smic-e, mmew, "
-              "casme3a, manifest.")
+@click.argument("root", required=False,
+                type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--dataset", type=READERS, help="Reader of ROOT's layout.")
 @click.option("--annotations", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="The dataset's annotation file (spreadsheet or manifest CSV).")
 @click.option("--store", "store", required=True, type=click.Path(path_type=Path),
               help="Output store (a folder ending in .zarr).")
-@click.option("--labels", "label_scheme", default=None,
+@click.option("--labels", "label_scheme", type=SCHEMES,
               help="Label scheme, e.g. megc2019 (default: the reader's raw emotions).")
-@click.option("--flow", type=click.Choice(["tvl1", "farneback", "dis"]), default="tvl1",
-              show_default=True)
+@click.option("--flow", type=FLOWS, default="tvl1", show_default=True)
 @click.option("--flow-param", "flow_params", multiple=True, metavar="NAME=VALUE",
               help="A flow parameter, e.g. lambda_=0.15 (repeatable).")
+@click.option("--flow-size", type=int, help="Compute the flows on the aligned frames resized "
+              "to this side (as the OFF-TANet repository does on 28-px frames); the variants "
+              "are named gt-28px... [default: at the aligned size]")
 @click.option("--size", default=224, show_default=True, help="Side of the aligned face.")
 @click.option("--keyframes", multiple=True, default=("gt",), show_default=True,
-              help="Key-frame policy: gt, noise:STD:SEED[:all], spot:flowpeak|featdiff "
-              "(repeatable; each makes a variant).")
-@click.option("--workers", default=1, show_default=True, help="Processes computing clips.")
+              cls=LazyHelpOption, help_from=keyframes_help)
+@click.option("--workers", default=1, show_default=True,
+              help="Processes (or Ray CPUs) computing clips.")
+@click.option("--executor", type=EXECUTORS, default="process", show_default=True,
+              help="Where clips are computed; this process alone writes the store.")
+@click.option("--address", help="Ray cluster address (default: start a local Ray).")
 @click.option("--strict", is_flag=True, help="Exit non-zero when any sample fails.")
-def extract(root, dataset, annotations, store, label_scheme, flow, flow_params, size,
-            keyframes, workers, strict):
+def extract(root, dataset, annotations, store, label_scheme, flow, flow_params, flow_size,
+            size, keyframes, workers, executor, address, strict):
     """Align faces and compute optical-flow features into a Zarr store.
 
-    Re-running resumes where a previous run stopped; a new --keyframes policy adds a
-    variant from the aligned frames already in the store.
+    Re-running resumes where a previous run stopped. Without ROOT, the --keyframes
+    policies become new variants of the existing --store, made from the aligned frames
+    already in it (no raw dataset, no face detection).
 
     \b
     Example:
       mefeat extract CASME2 --dataset casme2 --annotations CASME2-coding-20140508.xlsx \\
           --labels megc2019 --store casme2.zarr --workers 2
+      mefeat extract --store casme2.zarr --keyframes noise:10:0 --keyframes spot:flowpeak
     """
+    from mefeat.options import parse_assignments
+    from mefeat.run.extract import add_variants
     from mefeat.run.extract import extract as run_extract
 
-    summary = run_extract(
-        root, dataset=dataset, store=store, annotations=annotations, label_scheme=label_scheme,
-        flow=flow, flow_params=_parse_params(flow_params), size=size, keyframes=keyframes,
-        workers=workers,
-    )
+    params = parse_assignments(flow_params, what="flow-param")
+    if root is None:
+        given = [name for name, v in (("--dataset", dataset), ("--annotations", annotations),
+                                      ("--labels", label_scheme)) if v is not None]
+        if given:
+            raise click.UsageError(f"{', '.join(given)} describe a dataset at ROOT; without "
+                                   "ROOT, extract adds variants to --store from its frames")
+        summary = add_variants(store, keyframes=keyframes, flow=flow, flow_params=params,
+                               flow_size=flow_size, workers=workers, executor=executor,
+                               address=address)
+    else:
+        if dataset is None:
+            raise click.UsageError("ROOT needs --dataset (the reader of its layout)")
+        summary = run_extract(
+            root, dataset=dataset, store=store, annotations=annotations,
+            label_scheme=label_scheme, flow=flow, flow_params=params, flow_size=flow_size,
+            size=size, keyframes=keyframes, workers=workers, executor=executor, address=address,
+        )
     for line in summary.lines():
         click.echo(line)
     if not summary.done and not summary.resumed:  # also when every row was skipped
@@ -89,14 +100,14 @@ def inspect(store, as_json):
 @click.command()
 @click.argument("store")  # a folder or any fsspec URL zarr accepts
 @click.argument("key")
-@click.option("--variant", default="gt", show_default=True)
+@click.option("--variant", help="Feature variant [default: the store's only one, else gt].")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
 def show(store, key, variant, out):
     """Draw a sample's key frames, flows and direction maps (supplement Fig. 2/3).
 
     \b
     Example:
-      mefeat show demo/features.zarr demo/s01/EP01_01 --out sample.png
+      mefeat show demo/features.zarr casme2/sub01/EP01_01 --out sample.png
     """
     from mefeat.report.figures import show_sample
 

@@ -8,35 +8,13 @@ from pathlib import Path
 
 import click
 
+from ._choices import MODELS, PRECISIONS, SELECTIONS
+
 
 def _model_names() -> list[str]:
     from mefeat.models import list_models
 
     return list_models()
-
-
-class _ModelChoice(click.Choice):
-    """The registered models, looked up when a command runs (user models included)."""
-
-    def __init__(self) -> None:
-        super().__init__([])
-
-    def convert(self, value, param, ctx):
-        self.choices = _model_names()
-        return super().convert(value, param, ctx)
-
-
-def _parse_options(pairs: tuple[str, ...]) -> dict:
-    out = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep:
-            raise click.BadParameter(f"{pair!r}: expected NAME=VALUE", param_hint="--option")
-        try:
-            out[name] = json.loads(value)
-        except json.JSONDecodeError:
-            out[name] = value
-    return out
 
 
 @click.command()
@@ -55,7 +33,8 @@ def models(as_json):
         spec = get_spec(name)
         rows.append({"name": name, "params": count_params(create_model(name)),
                      "params_official": spec.params, "inputs": spec.inputs,
-                     "train": spec.train, "options": spec.options, "paper": spec.paper,
+                     "recipe": spec.recipe and spec.recipe.as_dict(), "options": spec.options,
+                     "paper": spec.paper,
                      "code": spec.code})
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
@@ -97,63 +76,83 @@ def import_features(folder, fmt, store, points, strict):
 
 
 def _print_metrics(m: dict) -> None:
-    click.echo(f"{m['model']} on {m['variant']} — selection {m['selection']}: "
-               f"{m['selection_note']}")
-    click.echo(f"  overall   UF1 {m['uf1']:.4f} ± {m['std']['uf1']:.4f}  "
-               f"UAR {m['uar']:.4f} ± {m['std']['uar']:.4f}  ACC {m['acc']:.4f}")
-    for ds, v in m["per_dataset"].items():
-        click.echo(f"  {ds:<9} UF1 {v['uf1']:.4f}  UAR {v['uar']:.4f}  ACC {v['acc']:.4f}")
+    from mefeat.report.train import summary_lines
+
+    for line in summary_lines(m):
+        click.echo(line)
 
 
 @click.command()
-@click.option("--model", required=True, type=_ModelChoice())
+@click.option("--model", required=True, type=MODELS)
 @click.option("--store", required=True, help="Store: a folder or an fsspec URL.")
-@click.option("--variant", default="gt", show_default=True)
-@click.option("--epochs", type=int, help="Epochs per fold (default: the paper's).")
+@click.option("--variant", help="Feature variant [default: the store's only one, else gt].")
+@click.option("--epochs", type=int, help="Override the recipe's epochs per fold.")
+@click.option("--lr", type=float, help="Override the recipe's learning rate.")
+@click.option("--batch-size", help="Override the recipe's batch size (an int, or 'full').")
+@click.option("--precision", type=PRECISIONS,
+              help="Override the recipe's precision (bf16/fp16: autocast).")
 @click.option("--runs", default=1, show_default=True, help="Repeats with seeds seed, seed+1…")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--selection", type=click.Choice(["last", "test-best"]), default="last",
-              show_default=True, help="Epoch selection; test-best picks on the test subject "
-              "(official practice, optimistic) and is labelled so in every output.")
+@click.option("--seed", type=int, help="Run seed [default: the recipe's, else 0].")
+@click.option("--selection", type=SELECTIONS, default="last", show_default=True,
+              help="Epoch selection: last; test-best or official pick on the test subject "
+              "(optimistic, for reproduction) and are labelled so in every output; last is "
+              "always reported beside them.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1…")
 @click.option("--folds", type=int, help="Run only the first N folds (a quick look).")
 @click.option("--option", "options", multiple=True, metavar="NAME=VALUE",
               help="Model option, e.g. block_length=2 (repeatable).")
-@click.option("--amp", is_flag=True, help="bf16 autocast.")
+@click.option("--view-option", "view_options", multiple=True, metavar="NAME=VALUE",
+              help="View option, e.g. strain=offtanet (repeatable).")
 @click.option("--workers", type=int, default=None,
               help="CPU only: folds trained in parallel processes, one thread each "
               "[default: every core].")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
-def train(model, store, variant, epochs, runs, seed, selection, device, folds, options, amp,
-          workers, out):
-    """Train a model under leave-one-subject-out and write metrics and predictions.
+def train(model, store, variant, epochs, lr, batch_size, precision, runs, seed, selection,
+          device, folds, options, view_options, workers, out):
+    """Train a model under leave-one-subject-out by its recipe; write metrics and predictions.
 
     \b
     Example:
       mefeat train --model ststnet --store htnet.zarr --variant official-htnet --out runs/ststnet
     """
+    from mefeat.options import parse_assignments
     from mefeat.run.train import run_training
 
-    m = run_training(model, store, out=out, variant=variant, epochs=epochs, runs=runs,
-                     seed=seed, selection=selection, device=device, folds=folds,
-                     model_options=_parse_options(options), amp=amp,
-                     workers=workers if workers is not None else (os.cpu_count() or 1))
+    bs = None if batch_size is None else (batch_size if batch_size == "full" else
+                                          _int(batch_size, "--batch-size"))
+    m = run_training(model, store, out=out, variant=variant, epochs=epochs, lr=lr,
+                     batch_size=bs, precision=precision, runs=runs, seed=seed,
+                     selection=selection, device=device, folds=folds,
+                     model_options=parse_assignments(options, what="option"),
+                     view_options=parse_assignments(view_options, what="view-option"),
+                     workers=workers if workers is not None else (os.cpu_count() or 1),
+                     progress=True)
     _print_metrics(m)
     click.echo(f"wrote {out}/metrics.json, predictions.csv, confusion.png")
 
 
+def _int(text: str, name: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not an integer or 'full'",
+                                 param_hint=name) from None
+
+
 @click.command()
-@click.option("--model", required=True, type=_ModelChoice())
+@click.option("--model", required=True, type=MODELS)
 @click.option("--store", required=True, help="Store: a folder or an fsspec URL.")
-@click.option("--variant", default="gt", show_default=True)
+@click.option("--variant", help="Feature variant [default: the store's only one, else gt].")
 @click.option("--checkpoints", required=True,
               type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Folder with one checkpoint per held-out subject, named after it.")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--option", "options", multiple=True, metavar="NAME=VALUE",
               help="Model option the checkpoints were trained with (repeatable).")
+@click.option("--view-option", "view_options", multiple=True, metavar="NAME=VALUE",
+              help="View option, e.g. strain=offtanet (repeatable).")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
-def evaluate(model, store, variant, checkpoints, device, options, out):
+def evaluate(model, store, variant, checkpoints, device, options, view_options, out):
     """Evaluate per-subject checkpoints (.pth read weights-only, or .safetensors) under LOSO.
 
     \b
@@ -161,10 +160,12 @@ def evaluate(model, store, variant, checkpoints, device, options, out):
       mefeat evaluate --model ststnet --store htnet.zarr --variant official-htnet \\
           --checkpoints STSTNet_Weights --out runs/ststnet-official
     """
+    from mefeat.options import parse_assignments
     from mefeat.run.train import run_evaluation
 
     m = run_evaluation(model, store, checkpoints=checkpoints, out=out, variant=variant,
-                       device=device, model_options=_parse_options(options))
+                       device=device, model_options=parse_assignments(options, what="option"),
+                       view_options=parse_assignments(view_options, what="view-option"))
     _print_metrics(m)
 
 

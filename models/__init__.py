@@ -1,10 +1,26 @@
-"""mefeat's model zoo: importing it registers every model (see ``registry``)."""
+"""mefeat's model zoo: importing it registers every model (see ``registry``) with its
+training recipe (see ``recipe``)."""
 
 from importlib import import_module
 
+from .recipe import (
+    ClassBalancedSampler,
+    ExponentialLR,
+    HorizontalFlip,
+    KeyframeJitter,
+    Optimizer,
+    RandomCrop,
+    Recipe,
+    RecipeError,
+    Rotation,
+    Selection,
+    StepLR,
+    WarmupCosine,
+)
 from .registry import ModelSpec, count_params, create_model, get_spec, list_models, register
 
-_MODEL_FILES = (
+# Every model file of the zoo; a missing one is an error, not a smaller zoo.
+MODEL_FILES = (
     "causalnet",
     "htnet",
     "ststnet",
@@ -17,11 +33,27 @@ _MODEL_FILES = (
     "edmdbn",
 )
 
-for _name in _MODEL_FILES:
-    try:
-        import_module(f"{__name__}.{_name}")
-    except ModuleNotFoundError as exc:  # a model file not written yet
-        if exc.name != f"{__name__}.{_name}":
-            raise
+for _name in MODEL_FILES:
+    import_module(f"{__name__}.{_name}")
 
-__all__ = ["ModelSpec", "count_params", "create_model", "get_spec", "list_models", "register"]
+__all__ = [
+    "MODEL_FILES",
+    "ClassBalancedSampler",
+    "ExponentialLR",
+    "HorizontalFlip",
+    "KeyframeJitter",
+    "ModelSpec",
+    "Optimizer",
+    "RandomCrop",
+    "Recipe",
+    "RecipeError",
+    "Rotation",
+    "Selection",
+    "StepLR",
+    "WarmupCosine",
+    "count_params",
+    "create_model",
+    "get_spec",
+    "list_models",
+    "register",
+]

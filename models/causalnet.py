@@ -71,6 +71,11 @@ from torch import Tensor, nn
 from mefeat.errors import ModelError
 
 from .htnet import PatchToChannels, Transformer, _from_blocks, _to_blocks, aggregate
+from .recipe import (
+    Optimizer,
+    Recipe,
+    Selection,
+)
 from .registry import register
 
 CROSS_ATTENTION_KINDS = ("positional", "plain")
@@ -503,23 +508,20 @@ class CausalNet(nn.Module):
     "causalnet",
     view="causalnet",
     input_shapes=((4, 3, 28, 28),),
-    train={
-        "optimizer": "adam",
-        "lr": 5e-5,
-        "weight_decay": 0.0,
-        "epochs": 200,
-        # 256*4 in main_train.py: larger than any MEGC2019 LOSO training set, i.e. full batch.
-        "batch_size": 1024,
-        "loss": "cross_entropy",
-        "augmentation": None,
-        "shuffle": False,
-        "seed": 2025,
-        # main_train.py tests the left-out subject after every epoch and keeps the
-        # predictions of the first epoch with the best test accuracy (strict `<`: ties keep
-        # the earlier epoch), stopping the fold early once test accuracy reaches 1.0.
-        "epoch_selection": "test-best",
-        "epoch_selection_ties": "earlier",
-    },
+    recipe=Recipe(
+        optimizer=Optimizer("adam", lr=5e-5),  # main_train.py:141, :277
+        epochs=200,  # :143
+        # 256*4 (:142): larger than any MEGC 2019 LOSO training set, i.e. one full-batch step.
+        batch_size=1024,
+        shuffle=False,  # DataLoader(dataset_train, batch_size) (:286)
+        seed=2025,  # :135-139, once for the run
+        selection=Selection(
+            "per-fold", metric="acc", ties="earliest", stop=(">=", 1.0),
+            source="tony19980810/CausalNet main_train.py:347 (best < val_acc: ties keep the "
+            "earlier epoch), :356-363 (val_acc >= 1 ends the fold after recording it)",
+        ),
+        source="tony19980810/CausalNet main_train.py:135-143, :150, :277, :286",
+    ),
     paper=(
         "Zhang, Tang, Chen, Rethinking Key-frame-based Micro-expression Recognition: A Robust "
         "and Accurate Framework Against Key-frame Errors, ICCV 2025, pp. 12274-12283, "

@@ -22,6 +22,8 @@ from torch import Tensor, nn
 from mefeat.errors import ModelError
 
 from ._layers import DenseHead
+from ._offtanet_repo import offtanet_repository_recipe
+from .recipe import Optimizer
 from .registry import register
 
 __all__ = ["DualInception", "InceptionBlock", "dual_inception"]
@@ -114,19 +116,11 @@ class DualInception(DenseHead, nn.Module):
     "dual_inception",
     view="dual_inception",
     input_shapes=((2, 28, 28),),
-    train={
-        # train_arg.py of the official repo (branch 'dual-inception'); constant lr.
-        "optimizer": "adam",
-        "lr": 1e-3,
-        "weight_decay": 0.0,
-        "epochs": 501,
-        "batch_size": 64,
-        "loss": "cross_entropy",
-        "scheduler": None,
-        "augmentation": None,
-        "eval_epochs": list(range(0, 501, 20)),
-        "epoch_selection": "max_mean_fold_uar",
-    },
+    # StepLR(9999, gamma=1) (train_arg.py:45): a constant learning rate.
+    recipe=offtanet_repository_recipe(
+        Optimizer("adam", lr=1e-3), epochs=501, every=20,
+        lines="42-45",
+    ),
     paper="Zhou, Mao, Xue, Dual-Inception network for cross-database micro-expression "
     "recognition, IEEE FG 2019 (MEGC 2019), pp. 642-646",
     code="github.com/ECNU-Cross-Innovation-Lab/PRICAI2021-Off-TANet, "

@@ -50,6 +50,15 @@ from mefeat.errors import ModelError
 from ._layers import DropPath as _DropPath
 from ._layers import Mlp as _Mlp
 from .mmnet import PositionCalibration
+from .recipe import (
+    HorizontalFlip,
+    Optimizer,
+    RandomCrop,
+    Recipe,
+    Rotation,
+    Selection,
+    WarmupCosine,
+)
 from .registry import register
 
 __all__ = ["EDMDBN", "SwinTransformer3D", "edmdbn"]
@@ -387,28 +396,29 @@ class EDMDBN(nn.Module):
     "edmdbn",
     view="edmdbn",
     input_shapes=((3, 10, 224, 224),),
-    train={
-        "optimizer": "adamw",
-        "lr": 1e-4,
-        "betas": (0.9, 0.999),
-        "weight_decay": 1e-8,
-        "epochs": 60,
-        "batch_size": 4,
-        "scheduler": {"name": "cosine_warmup", "warmup_epochs": 10, "per": "step"},
-        "loss": "cross_entropy",
-        "label_smoothing": 0.1,
-        "precision": 16,
-        "augmentation": [
-            "resize(224, bicubic)",
-            "hflip(0.5)",
-            "rotation(4)",
-            "random_crop(224, padding=4, edge)",
-        ],
-        "epoch_selection": "best test-fold UF1 checkpoint (ModelCheckpoint monitor=uf1), "
-        "early stopping on uf1",
-        "seed": 42,
-        "pretrained": None,
-    },
+    recipe=Recipe(
+        # configure_optimizers (one_model_trainer.py:145-184); decay on weight matrices only
+        # (models/utils/weight_lr_decay.py:23-35); yaml lr 1e-4, betas, weight_decay 1e-8.
+        optimizer=Optimizer("adamw", lr=1e-4, weight_decay=1e-8, decay_matrices_only=True),
+        epochs=60,  # configs/casme2/frames-fusenet-loso.yaml max_epochs
+        batch_size=4,  # scripts/train_fuse_net_in_crosscd.py --batch_size=4
+        shuffle=True,  # datasets/label_datasets.py:204-232
+        # CosineWarmupScheduler (models/utils/lr_sched.py:27-50), per step, warmup 10 epochs.
+        schedule=WarmupCosine(warmup_epochs=10, floor=1e-8),
+        label_smoothing=0.1,  # one_model_trainer.py:76-78
+        precision="fp16",  # yaml precision: 16
+        # FuseNetTransform (datasets/transforms.py:40-46), one draw for the whole clip; its
+        # Resize((224, 224)) is the view's resize.
+        augmentation=(HorizontalFlip(0.5), Rotation(4), RandomCrop(4, padding_mode="edge")),
+        seed=42,  # pl.seed_everything(42) (one_model_trainer.py:306)
+        selection=Selection(
+            "per-fold", metric="uf1", ties="earliest", stop=(">", 0.99), patience=30,
+            source="likemby/EDMDBN one_model_trainer.py:363-369 (ModelCheckpoint monitor uf1, "
+            "max), :381-383 (EarlyStopping uf1, patience 30, stopping_threshold 0.99)",
+        ),
+        source="likemby/EDMDBN one_model_trainer.py, configs/casme2/frames-fusenet-loso.yaml, "
+        "scripts/train_fuse_net_in_crosscd.py",
+    ),
     paper="Ma et al., Entire-detail motion dual-branch network for micro-expression "
     "recognition, Pattern Recognition Letters 2025",
     code="github.com/likemby/EDMDBN (models/long_short_fusenet.py; no licence file)",

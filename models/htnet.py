@@ -23,6 +23,11 @@ from torch import Tensor, nn
 
 from mefeat.errors import ModelError
 
+from .recipe import (
+    Optimizer,
+    Recipe,
+    Selection,
+)
 from .registry import register
 
 
@@ -255,19 +260,18 @@ class HTNet(nn.Module):
     "htnet",
     view="htnet",
     input_shapes=((3, 28, 28),),
-    train={
-        "optimizer": "adam",
-        "lr": 5e-5,
-        "weight_decay": 0.0,
-        "epochs": 800,
-        "batch_size": 256,
-        "loss": "cross_entropy",
-        "augmentation": None,
-        "shuffle": False,
-        # main_HTNet.py evaluates the test subject every epoch and keeps the predictions of
-        # the epoch with the best test accuracy (ties: the later epoch, `<=`).
-        "epoch_selection": "test-best",
-    },
+    recipe=Recipe(
+        optimizer=Optimizer("adam", lr=5e-5),  # main_HTNet.py:162, :240
+        epochs=800,  # :164
+        batch_size=256,  # :163
+        shuffle=False,  # DataLoader(dataset_train, batch_size) (:244)
+        selection=Selection(
+            "per-fold", metric="acc", ties="latest",
+            source="wangzhifengharrison/HTNet main_HTNet.py:295 (best <= val_acc: ties keep "
+            "the later epoch; all 800 epochs run)",
+        ),
+        source="wangzhifengharrison/HTNet main_HTNet.py:162-171, :240, :244",
+    ),
     paper=(
         "Wang, Zhang, Luo, Sankaranarayana, HTNet for micro-expression recognition, "
         "Neurocomputing 602 (2024) 128196, doi:10.1016/j.neucom.2024.128196, arXiv:2307.14637"

@@ -22,6 +22,8 @@ from torch import Tensor, nn
 from mefeat.errors import ModelError
 
 from ._layers import DenseHead
+from ._offtanet_repo import offtanet_repository_recipe
+from .recipe import Optimizer, StepLR
 from .registry import register
 
 __all__ = ["MABlock", "MicroAttention", "micro_attention"]
@@ -121,20 +123,12 @@ class MicroAttention(DenseHead, nn.Module):
     "micro_attention",
     view="micro_attention",
     input_shapes=((3, 224, 224),),
-    train={
-        # train_arg.py of the official repo (branch 'micro-attention').
-        "optimizer": "sgd",
-        "lr": 1e-3,
-        "momentum": 0.9,
-        "weight_decay": 5e-4,
-        "epochs": 51,
-        "batch_size": 10,
-        "loss": "cross_entropy",
-        "scheduler": {"name": "step", "step_size": 10, "gamma": 0.1},
-        "augmentation": None,
-        "eval_epochs": list(range(0, 51, 10)),
-        "epoch_selection": "max_mean_fold_uar",
-    },
+    recipe=offtanet_repository_recipe(
+        Optimizer("sgd", lr=1e-3, momentum=0.9, weight_decay=5e-4), epochs=51, every=10,
+        batch_size=10,
+        schedule=StepLR(10, 0.1),
+        lines="83-89",
+    ),
     paper="Wang, Peng, Bi, Chen, Micro-attention for micro-expression recognition, "
     "Neurocomputing 410:354-362, 2020, doi:10.1016/j.neucom.2020.06.005, arXiv:1811.02360",
     code="github.com/ECNU-Cross-Innovation-Lab/PRICAI2021-Off-TANet, "

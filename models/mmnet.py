@@ -30,13 +30,16 @@ does not divide 3 and 180 raises ``ModelError``. (The ``ResNet(groups=4)`` defau
 ``CA_block.py`` is dead code: it only reaches the second and later block of a stage and
 MMNet has one block per stage.)
 
-``head_width`` (default 5). The released 3-class script keeps the 5-way ``fc`` of the
-5-class script (``nn.Linear(512*196, 5)``) and trains cross-entropy over all five logits
-with labels 0..2. The official count includes those five rows. Here the fc has
-``max(num_classes, head_width)`` rows and ``forward_head`` returns the first
-``num_classes`` logits (so the trainer's loss sees ``num_classes`` logits; the surplus rows
-get no gradient). ``head_width=None`` gives a plain ``num_classes``-wide fc (3 classes:
-9,773,825 parameters).
+``head_width`` (default 5, the released head). The released 3-class script keeps the 5-way
+``fc`` of the 5-class script (``nn.Linear(512*196, 5)``, ``CA_block.py`` L140), trains
+cross-entropy over all five logits with labels 0..2 and predicts by the argmax over all five
+(``CASME2_3.py`` L488, L548): a prediction of logit 3 or 4 is simply wrong. With
+``head_width=5`` the fc has ``max(num_classes, head_width)`` rows and the model returns all of
+them, so mefeat trains and predicts exactly so (its metrics count a prediction outside the
+label scheme as wrong for the true class). It is the default because it is the published
+method and the official parameter count. ``head_width=None`` gives a plain
+``num_classes``-wide fc (3 classes: 9,773,825 parameters), the head a new 3-class model
+would have.
 
 ``keep_unused`` (default True). The official ``MMNet`` holds parameters that ``forward``
 never uses: ``pos`` (1x1 conv + BN), ``head1`` (Linear 12544 -> 38), ``timeembed``, and in
@@ -63,6 +66,16 @@ from torch import Tensor, nn
 from mefeat.errors import ModelError
 
 from ._layers import Block as _Block
+from .recipe import (
+    ExponentialLR,
+    HorizontalFlip,
+    KeyframeJitter,
+    Optimizer,
+    RandomCrop,
+    Recipe,
+    Rotation,
+    Selection,
+)
 from .registry import register
 
 __all__ = ["MMNet", "mmnet"]
@@ -203,8 +216,8 @@ class MMNet(nn.Module):
     """MMNet (see the module docstring).
 
     ``forward((onset, apex))`` with both (B, 3, 224, 224), RGB, ImageNet-normalised;
-    returns (B, num_classes) logits. ``forward_features`` returns the fused, flattened
-    (B, 100352) map that the linear classifier reads.
+    returns (B, max(num_classes, head_width)) logits. ``forward_features`` returns the
+    fused, flattened (B, 100352) map that the linear classifier reads.
     """
 
     def __init__(
@@ -279,7 +292,7 @@ class MMNet(nn.Module):
         return self.main_branch.features(act, pos)
 
     def forward_head(self, features: Tensor) -> Tensor:
-        return self.main_branch.fc(features)[:, : self.num_classes]
+        return self.main_branch.fc(features)
 
     def forward(self, x: tuple[Tensor, Tensor]) -> Tensor:
         return self.forward_head(self.forward_features(x))
@@ -295,26 +308,26 @@ class MMNet(nn.Module):
     "mmnet",
     view="mmnet",
     input_shapes=((3, 224, 224), (3, 224, 224)),
-    train={
-        "optimizer": "adamw",
-        "lr": 8e-4,
-        "weight_decay": 0.7,
-        "epochs": 99,
-        "batch_size": 24,
-        "loss": "cross_entropy",
-        # ExponentialLR(gamma=0.987) stepped after epochs 1..50 only, then constant.
-        "scheduler": {"name": "exponential", "gamma": 0.987, "step_epochs": 50},
-        # Applied to the 27-channel stack of normalised frames, so one draw for all frames.
-        "augmentation": ["hflip(0.5)", "rotation(4)", "random_crop(224, padding=4)"],
-        # Training clips draw onset/apex near the annotated frames (see the view).
-        "keyframe_jitter": {
-            "onset": "onset + randint(0, int(0.05 * (apex - onset)))",
-            "apex": "randint(apex - int(0.0375 * (apex - onset)), "
-            "apex + int(0.0375 * (offset - apex)))",
-        },
-        "epoch_selection": "best test-fold epoch (official: max accuracy and max F1 per fold)",
-        "pretrained": None,
-    },
+    recipe=Recipe(
+        optimizer=Optimizer("adamw", lr=8e-4, weight_decay=0.7),  # CASME2_3.py:430-431
+        epochs=99,  # for i in range(1, 100) (:445)
+        batch_size=24,  # :407
+        shuffle=True,  # :406-410
+        # ExponentialLR(0.987) (:441), stepped after epochs 1..50 only (:497-500).
+        schedule=ExponentialLR(0.987, until_epoch=50),
+        # One draw for all frames, on the ImageNet-normalised stack (:230-244, :371-378).
+        augmentation=(HorizontalFlip(0.5), Rotation(4), RandomCrop(4)),
+        # onset: randint(onset, onset + int(0.2*(apex-onset)/4)) (:137); apex:
+        # randint(apex - int(0.15*(apex-onset)/4), apex + int(0.15*(offset-apex)/4)) (:145-146)
+        keyframe_jitter=KeyframeJitter(onset_after=0.2, apex_before=0.15, apex_after=0.15,
+                                       divisor=4),
+        selection=Selection(
+            "per-fold", metric="uf1", ties="latest",
+            source="muse1998/MMNet CASME2_3.py:553-584 (per-fold F1 over the classes present; "
+            "AVG_F1 >= max_f1: ties keep the later epoch)",
+        ),
+        source="muse1998/MMNet CASME2_3.py:391, :406-445, :497-500",
+    ),
     paper="Li, Sui, Zhu, Zhao, MMNet: Muscle Motion-Guided Network for Micro-Expression "
     "Recognition, IJCAI 2022, arXiv:2201.05297",
     code="github.com/muse1998/MMNet (CASME2_3.py; no licence file)",

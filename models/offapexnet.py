@@ -22,6 +22,8 @@ from torch import Tensor, nn
 from mefeat.errors import ModelError
 
 from ._layers import DenseHead
+from ._offtanet_repo import offtanet_repository_recipe
+from .recipe import Optimizer
 from .registry import register
 
 __all__ = ["OffApexNet", "offapexnet"]
@@ -94,20 +96,11 @@ class OffApexNet(DenseHead, nn.Module):
     "offapexnet",
     view="offapexnet",
     input_shapes=((2, 28, 28),),
-    train={
-        # train_arg.py of the official repo (branch 'off-apexnet'); the StepLR there has
-        # step 9999 / gamma 1, i.e. a constant learning rate.
-        "optimizer": "adam",
-        "lr": 1e-4,
-        "weight_decay": 0.0,
-        "epochs": 3000,
-        "batch_size": 64,
-        "loss": "cross_entropy",
-        "scheduler": None,
-        "augmentation": None,
-        "eval_epochs": list(range(0, 3000, 200)),
-        "epoch_selection": "max_mean_fold_uar",
-    },
+    # StepLR(9999, gamma=1) (train_arg.py:55): a constant learning rate.
+    recipe=offtanet_repository_recipe(
+        Optimizer("adam", lr=1e-4), epochs=3000, every=200,
+        lines="52-55",
+    ),
     paper="Gan et al., OFF-ApexNet on micro-expression recognition system, Signal "
     "Processing: Image Communication 74:129-139, 2019, doi:10.1016/j.image.2019.02.005, "
     "arXiv:1805.08699",

@@ -34,6 +34,8 @@ from torch import Tensor, nn
 from mefeat.errors import ModelError
 
 from ._layers import DenseHead
+from ._offtanet_repo import offtanet_repository_recipe
+from .recipe import Optimizer, StepLR
 from .registry import register
 
 __all__ = ["NET_TYPES", "OffTANet", "offtanet"]
@@ -285,19 +287,11 @@ class OffTANet(DenseHead, nn.Module):
     "offtanet",
     view="offtanet",
     input_shapes=((3, 112, 112),),
-    train={
-        # train_arg.py of the official repo (default branch, model 'off-tanet').
-        "optimizer": "adam",
-        "lr": 1e-3,
-        "weight_decay": 0.0,
-        "epochs": 201,
-        "batch_size": 64,
-        "loss": "cross_entropy",
-        "scheduler": {"name": "step", "step_size": 60, "gamma": 0.3},
-        "augmentation": None,
-        "eval_epochs": list(range(0, 201, 20)),
-        "epoch_selection": "max_mean_fold_uar",
-    },
+    recipe=offtanet_repository_recipe(
+        Optimizer("adam", lr=1e-3), epochs=201, every=20,
+        schedule=StepLR(60, 0.3),
+        lines="20-32",
+    ),
     paper="Zhang, Liu, Zhou, Off-TANet: a lightweight neural micro-expression recognizer "
     "with optical flow features and integrated attention mechanism, PRICAI 2021, LNAI 13031, "
     "pp. 266-279, doi:10.1007/978-3-030-89188-6_20",

@@ -13,13 +13,15 @@ model's view (``mefeat.views``) produces it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
 
 from mefeat.errors import ModelError
+
+from .recipe import Recipe, check_recipe
 
 
 @dataclass(frozen=True)
@@ -33,9 +35,8 @@ class ModelSpec:
             model's input.
         input_shapes: the shape of one sample's input(s) without the batch axis, one tuple
             per input tensor (used by tests and ``mefeat models``).
-        train: paper/official training settings: ``optimizer``, ``lr``, ``epochs``,
-            ``batch_size`` (``None`` = full batch), ``weight_decay`` and anything else the
-            trainer understands.
+        recipe: how the paper / official script trains it (``mefeat.models.recipe``);
+            every field is executed by ``mefeat.train``.
         paper: citation and arXiv id / DOI.
         code: official code location and its licence.
         params: parameter count of the official 3-class configuration.
@@ -46,7 +47,7 @@ class ModelSpec:
     builder: Callable[..., nn.Module]
     view: str
     input_shapes: tuple[tuple[int, ...], ...]
-    train: dict[str, Any] = field(default_factory=dict)
+    recipe: Recipe | None = None
     paper: str = ""
     code: str = ""
     params: int | None = None
@@ -66,14 +67,25 @@ def register(
     *,
     view: str,
     input_shapes: tuple[tuple[int, ...], ...],
-    train: dict[str, Any] | None = None,
+    recipe: Recipe | Mapping[str, Any] | None = None,
     paper: str = "",
     code: str = "",
     params: int | None = None,
     options: dict[str, Any] | None = None,
     num_classes: int = 3,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Register a model builder under ``name`` (see ``ModelSpec`` for the fields)."""
+    """Register a model builder under ``name`` (see ``ModelSpec`` for the fields).
+
+    ``recipe`` is a :class:`~mefeat.models.recipe.Recipe` or its plain-dict form
+    (``Recipe.from_dict``); a field or value that the trainer cannot execute is refused here,
+    with the model's name and the field. A model registered without one can be evaluated
+    from checkpoints; training it needs a recipe (``train_loso(recipe=...)``).
+    """
+    from mefeat.views import VIEWS
+
+    known_view = VIEWS.get(view)
+    checked = None if recipe is None else check_recipe(
+        name, recipe, jitter_view=bool(known_view and known_view.jitter))
 
     def decorator(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY and _REGISTRY[name].builder is not builder:
@@ -83,7 +95,7 @@ def register(
             builder=builder,
             view=view,
             input_shapes=tuple(tuple(s) for s in input_shapes),
-            train=dict(train or {}),
+            recipe=checked,
             paper=paper,
             code=code,
             params=params,

@@ -57,6 +57,12 @@ from torch import Tensor, nn
 from mefeat.errors import ModelError
 
 from ._layers import Block as _Block
+from .recipe import (
+    ClassBalancedSampler,
+    Optimizer,
+    Recipe,
+    Selection,
+)
 from .registry import register
 
 __all__ = [
@@ -414,26 +420,27 @@ class SRMCL(nn.Module):
     "srmcl",
     view="srmcl",
     input_shapes=((3, 224, 224),),
-    train={
-        # The official training script is not released; only these are in the code.
-        # The trainer runs the classification loss; the paper's full objective (below,
-        # model.loss) is not yet wired into it.
-        "loss": "cross_entropy",
-        "official_loss": "cross_entropy + 0.5 * reconstruction + 0.5 * memory_contrastive",
-        "model_loss": True,  # call model.forward_train(x) and model.loss(out, y)
-        "mask_ratio": 0.75,
-        "mask_rounds": 2,
-        "memory": {"temp": 0.05, "momentum": 0.1, "update": "class mean"},
-        "sampler": "class-balanced batches (BalancedBatchSampler: n_classes x n_samples)",
-        # The official training script is not released: these are mefeat's defaults
-        # (the usual ViT fine-tuning settings), labelled so in every output.
-        "optimizer": "adam",
-        "lr": 1e-4,
-        "epochs": 100,
-        "batch_size": 32,
-        "settings_source": "mefeat default: the official training script is not released",
-        "pretrained": "best_model/pretrain.pt (Baidu drive only; not used here)",
-    },
+    # No training script was released and the paper's training section could not be read
+    # (Bao et al., IEEE TAFFC 2024, doi:10.1109/TAFFC.2024.3397701): what the code fixes is
+    # kept, every other choice is mefeat's and says so in `source`.
+    recipe=Recipe(
+        optimizer=Optimizer("adam", lr=1e-4),
+        epochs=100,
+        batch_size=None,
+        # Dataloader/batchsize_balance.py: BalancedBatchSampler(n_classes, n_samples); the
+        # sizes are not in the repository.
+        sampler=ClassBalancedSampler(n_classes=3, n_samples=10),
+        # Model/VIT_SRMCL.py:323-333: CE + 0.5 * reconstruction + 0.5 * memory contrastive
+        # (the weights are the builder's recon_weight / memory_weight options).
+        loss="model",
+        selection=Selection(
+            "last", source="pakchoi-php/SRMCL: no training script, so no selection rule"
+        ),
+        source="pakchoi-php/SRMCL Model/VIT_SRMCL.py:312-334 (losses), "
+        "Dataloader/batchsize_balance.py (sampler); optimizer, lr, epochs, sampler sizes and "
+        "the constant schedule are mefeat's choices (the training script is not released and "
+        "the paper's settings were not available)",
+    ),
     paper="Boosting Micro-expression Recognition via Self-expression Reconstruction and "
     "Memory Contrastive Learning (venue not given by the official repository)",
     code="github.com/pakchoi-php/SRMCL (no licence file; no training script)",

@@ -44,6 +44,11 @@ from torch import Tensor, nn
 
 from mefeat._cpp import load_kernel
 
+from .recipe import (
+    Optimizer,
+    Recipe,
+    Selection,
+)
 from .registry import register
 
 # The spatial size after conv (28+2·2-3+1 = 30), max pool (k3 s3 p1 → 10) and avg pool (→ 5).
@@ -257,18 +262,16 @@ def _update_running_stats(bns, mean: Tensor, var: Tensor, n: int) -> None:
     "ststnet",
     view="ststnet",
     input_shapes=((3, 28, 28),),
-    train={
-        "optimizer": "adam",
-        "lr": 5e-5,
-        "weight_decay": 0.0,
-        "epochs": 800,
-        "batch_size": 256,
-        "loss": "cross_entropy",
-        "augmentation": None,
-        "shuffle": False,
-        # The official script trains 800 epochs and reports the last epoch's predictions.
-        "epoch_selection": "last",
-    },
+    recipe=Recipe(
+        optimizer=Optimizer("adam", lr=5e-5),  # main.py:88, :149
+        epochs=800,  # :90 (the MATLAB original and the paper: 500)
+        batch_size=256,  # :89
+        shuffle=False,  # DataLoader(dataset_train, batch_size) (:155)
+        selection=Selection(
+            "last", source="christy1206/STSTNet main.py:217 (the last epoch's predictions)"
+        ),
+        source="christy1206/STSTNet main.py:88-98, :149, :155",
+    ),
     paper=(
         "Liong et al., Shallow Triple Stream Three-dimensional CNN (STSTNet) for "
         "Micro-expression Recognition, IEEE FG 2019, arXiv:1902.03634"

@@ -14,7 +14,7 @@ from _stores import demo_store
 from click.testing import CliRunner
 
 from mefeat.cli.main import cli
-from mefeat.run.extract import extract
+from mefeat.run.extract import add_variants
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +179,7 @@ def test_bench_uses_the_flow_the_store_was_made_with(farneback_store, tmp_path):
     assert "farneback" in res.output and "Traceback" not in res.output
     assert "gt" not in FeatureStore.open(store).variants()  # nothing computed with TV-L1
     # two methods in one store: the bench must be told which
-    extract(None, dataset="casme2", store=store, keyframes=["gt"], flow="dis", progress=False)
+    add_variants(store, keyframes=["gt"], flow="dis", progress=False)
     res = CliRunner().invoke(cli, ["bench", str(store), *SMALL, "--conditions", "gt",
                                    "--out", str(tmp_path / "d")])
     assert res.exit_code == 1 and "several flow methods (dis, farneback)" in res.output

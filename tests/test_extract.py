@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from mefeat.cli.main import cli
 from mefeat.demo import build_demo
-from mefeat.run.extract import extract
+from mefeat.run.extract import add_variants, extract
 from mefeat.store import FeatureStore
 
 SIZE = 112  # small faces keep TV-L1 fast in tests; the flow test covers 224 px
@@ -111,8 +111,7 @@ def test_no_face_is_a_per_sample_error(demo_copy, tmp_path):
 def test_new_keyframe_policy_reuses_aligned_frames(demo_data, demo_store, tmp_path):
     store = tmp_path / "s.zarr"
     shutil.copytree(demo_store, store)
-    summary = extract(None, dataset="casme2", store=store, keyframes=("noise:10:0",),
-                      progress=False)
+    summary = add_variants(store, keyframes=("noise:10:0",), progress=False)
     assert summary.variants == ["noise-std10-s0"]
     assert len(summary.done) == 6, summary.failed
     fs = FeatureStore.open(store)

@@ -58,7 +58,11 @@ def test_spec_is_the_official_configuration():
     assert spec.options["block_length"] == 1
     assert spec.options["cross_attention"] == "positional"
     assert spec.input_shapes == ((4, 3, 28, 28),)
-    assert spec.train["lr"] == 5e-5 and spec.train["epochs"] == 200
+    r = spec.recipe  # main_train.py:135-143, :277, :347, :356
+    assert (r.optimizer.name, r.optimizer.lr, r.epochs, r.batch_size, r.shuffle, r.seed) == (
+        "adam", 5e-5, 200, 1024, False, 2025)
+    assert (r.selection.kind, r.selection.metric, r.selection.ties, r.selection.stop) == (
+        "per-fold", "acc", "earliest", (">=", 1.0))
 
 
 def test_official_parameter_names_and_structure():

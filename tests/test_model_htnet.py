@@ -38,7 +38,11 @@ def test_spec_is_the_official_configuration():
     assert spec.params == 139_582_982
     assert spec.options["depths"] == (2, 2, 10)
     assert spec.input_shapes == ((3, 28, 28),)
-    assert spec.train["lr"] == 5e-5 and spec.train["epochs"] == 800
+    r = spec.recipe  # main_HTNet.py:162-164, :240, :244, :295
+    assert (r.optimizer.name, r.optimizer.lr, r.epochs, r.batch_size, r.shuffle) == (
+        "adam", 5e-5, 800, 256, False)
+    assert (r.selection.kind, r.selection.metric, r.selection.ties) == ("per-fold", "acc",
+                                                                        "latest")
 
 
 def test_official_parameter_names():

@@ -91,7 +91,7 @@ def test_groups_that_do_not_divide_raise(groups):
         mmnet(act_groups=groups)
 
 
-def test_forward_shapes_and_head_slice():
+def test_forward_shapes_and_the_released_head():
     torch.manual_seed(0)
     model = mmnet().eval()
     x = _pair()
@@ -100,8 +100,8 @@ def test_forward_shapes_and_head_slice():
         logits = model(x)
         full = model.main_branch.fc(feats)
     assert feats.shape == (2, 512 * 196)
-    assert logits.shape == (2, 3) and full.shape == (2, 5)
-    assert torch.equal(logits, full[:, :3])
+    # The released head: all five logits, trained and argmax-ed over (CASME2_3.py L488).
+    assert logits.shape == (2, 5) and torch.equal(logits, full)
     assert torch.isfinite(logits).all()
 
 
@@ -112,7 +112,7 @@ def test_reset_classifier():
     model.reset_classifier(2)
     assert model.main_branch.fc.out_features == 5  # head_width keeps 5 rows
     with torch.no_grad():
-        assert model.eval()(_pair(1)).shape == (1, 2)
+        assert model.eval()(_pair(1)).shape == (1, 5)
     plain = mmnet(head_width=None)
     plain.reset_classifier(4)
     assert plain.main_branch.fc.out_features == 4

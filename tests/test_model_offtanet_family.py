@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from mefeat.errors import ModelError
-from mefeat.models import count_params, create_model, get_spec
+from mefeat.models import StepLR, count_params, create_model, get_spec
 from mefeat.models.micro_attention import MABlock
 from mefeat.models.offtanet import NET_TYPES, SelfAttention
 
@@ -35,13 +35,31 @@ OFFTANET_ABLATION_PARAMS = {
 }
 
 
+# train_arg.py of ECNU-Cross-Innovation-Lab/PRICAI2021-Off-TANet (master): optimizer (name,
+# lr, momentum, weight decay), epochs, evaluation every N epochs, batch size, schedule.
+OFFICIAL_RECIPES = {
+    "offapexnet": (("adam", 1e-4, 0.0, 0.0), 3000, 200, 64, None),  # L52-55
+    "dual_inception": (("adam", 1e-3, 0.0, 0.0), 501, 20, 64, None),  # L42-45
+    "micro_attention": (("sgd", 1e-3, 0.9, 5e-4), 51, 10, 10, StepLR(10, 0.1)),  # L83-89
+    "offtanet": (("adam", 1e-3, 0.0, 0.0), 201, 20, 64, StepLR(60, 0.3)),  # L20-32
+}
+
+
 @pytest.mark.parametrize("name", sorted(FAMILY))
 def test_spec_matches_official(name: str) -> None:
     shape, _, params = FAMILY[name]
     spec = get_spec(name)
     assert spec.input_shapes == (shape,)
     assert spec.params == params
-    assert spec.train["loss"] == "cross_entropy"
+    r = spec.recipe
+    assert r.loss == "cross_entropy" and r.shuffle  # train.py:22, :27
+    optimizer, epochs, every, batch, schedule = OFFICIAL_RECIPES[name]
+    assert (r.optimizer.name, r.optimizer.lr, r.optimizer.momentum,
+            r.optimizer.weight_decay) == optimizer
+    assert (r.epochs, r.selection.every, r.batch_size) == (epochs, every, batch)
+    assert r.schedule == schedule
+    assert (r.selection.kind, r.selection.metric, r.selection.ties) == ("all-folds", "uar",
+                                                                        "set-order")
 
 
 @pytest.mark.parametrize("name", sorted(FAMILY))

@@ -47,7 +47,10 @@ def test_parameter_count_and_spec():
     assert count_params(model) == 1_683
     spec = get_spec("ststnet")
     assert spec.params == 1_683 and spec.input_shapes == ((3, 28, 28),)
-    assert spec.train["epoch_selection"] == "last"
+    r = spec.recipe  # main.py:88-90, :149, :155, :217
+    assert (r.optimizer.name, r.optimizer.lr, r.epochs, r.batch_size, r.shuffle) == (
+        "adam", 5e-5, 800, 256, False)
+    assert r.selection.kind == "last"
 
 
 def test_official_parameter_names():

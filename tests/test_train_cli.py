@@ -36,7 +36,8 @@ def test_train_writes_metrics_predictions_figure_and_checkpoints(store, tmp_path
     with (out / "predictions.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 2 * 12
-    assert set(rows[0]) == {"key", "dataset", "subject", "label", "prediction", "fold", "run"}
+    assert set(rows[0]) == {"key", "dataset", "subject", "label", "prediction", "epoch",
+                            "fold", "run"}
     assert all(r["fold"] == r["subject"] for r in rows)  # LOSO: tested on its own subject
     assert (out / "confusion.png").stat().st_size > 5000
     ckpts = sorted(p.name for p in (out / "checkpoints").glob("*.safetensors"))
@@ -74,7 +75,9 @@ def test_test_best_is_labelled_everywhere(store, tmp_path):
     m = json.loads((tmp_path / "tb" / "metrics.json").read_text())
     assert m["selection"] == "test-best" and "TEST-BEST" in m["selection_note"]
     assert "TEST-BEST" in text
-    assert set(m["runs"][0]["best_epoch"]) == {"casme2/sub01", "casme2/sub02", "casme2/sub03"}
+    assert set(m["runs"][0]["chosen_epoch"]) == {"casme2/sub01", "casme2/sub02", "casme2/sub03"}
+    # the honest policy stands beside the chosen one
+    assert set(m["policies"]) == {"test-best", "last"}
 
 
 def test_unlabelled_store_is_a_clear_error(tmp_path):
@@ -114,7 +117,7 @@ class Flat(nn.Module):
 
 
 @register("flat_user_net", view="ststnet", input_shapes=((3, 28, 28),),
-          train={"optimizer": "adam", "lr": 1e-3, "epochs": 5})
+          recipe={"optimizer": "adam", "lr": 1e-3, "epochs": 5})
 def flat_user_net(*, num_classes=3):
     return Flat(num_classes)
 ''')

@@ -75,13 +75,13 @@ def _register() -> None:
         "tiny_test_net",
         view="test",
         input_shapes=((2, 8, 8),),
-        train=TRAIN,
+        recipe=TRAIN,
         options={"dropout": 0.0},
     )(lambda *, num_classes=3, dropout=0.0: TinyNet(num_classes=num_classes, dropout=dropout))
-    register("tiny_two_input", view="test", input_shapes=((2, 8, 8), (5,)), train=TRAIN)(
+    register("tiny_two_input", view="test", input_shapes=((2, 8, 8), (5,)), recipe=TRAIN)(
         lambda *, num_classes=3: TwoInputNet(num_classes=num_classes)
     )
-    register("tiny_item_net", view="test", input_shapes=((2, 8, 8),), train=TRAIN)(
+    register("tiny_item_net", view="test", input_shapes=((2, 8, 8),), recipe=TRAIN)(
         lambda *, num_classes=3: ItemNet(num_classes=num_classes)
     )
 
@@ -133,7 +133,8 @@ def test_batched_full_batch_and_two_inputs():
     kw = dict(epochs=3, seed=1, batch_size="full")
     seq = train_loso("tiny_two_input", (x, vec), y, s, fold_batch=1, **kw)
     bat = train_loso("tiny_two_input", (x, vec), y, s, fold_batch=3, **kw)
-    assert seq.settings["batch_size"] == "full"
+    assert seq.settings["recipe"]["batch_size"] is None
+    assert seq.settings["overrides"] == {"epochs": 3, "batch_size": "full"}
     np.testing.assert_allclose(bat.logits, seq.logits, rtol=1e-4, atol=1e-5)
 
 
@@ -207,10 +208,6 @@ def test_user_errors():
 
 
 def test_ststnet_batched_matches_loop_without_dropout():
-    from mefeat.models import list_models
-
-    if "ststnet" not in list_models():
-        pytest.skip("ststnet not written yet")
     rng = np.random.default_rng(0)
     x = rng.random((24, 3, 28, 28)).astype(np.float32)
     y = rng.integers(0, 3, 24)
@@ -218,7 +215,7 @@ def test_ststnet_batched_matches_loop_without_dropout():
     kw = dict(epochs=2, batch_size=8, model_options={"dropout": 0.0}, seed=0)
     seq = train_loso("ststnet", x, y, s, fold_batch=1, **kw)
     bat = train_loso("ststnet", x, y, s, fold_batch=3, **kw)
-    assert seq.settings["lr"] == 5e-5 and seq.settings["shuffle"] is False
+    assert seq.settings["recipe"]["lr"] == 5e-5 and seq.settings["recipe"]["shuffle"] is False
     np.testing.assert_allclose(bat.logits, seq.logits, rtol=1e-4, atol=1e-5)
 
 

@@ -101,7 +101,7 @@ def test_a_view_that_cannot_use_official_images_says_so(shared_data, tmp_path):
     import_features(shared_data / "features" / "cde28_htnet", fmt="htnet",
                     store=tmp_path / "h.zarr")
     with pytest.raises(StoreError, match="cannot use"):
-        load_view(tmp_path / "h.zarr", variant="official-htnet", view="offtanet")
+        load_view(tmp_path / "h.zarr", variant="official-htnet", view="srmcl")
 
 
 def test_official_causalnet_import_crops_the_official_boxes(shared_data, tmp_path):

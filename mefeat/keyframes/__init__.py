@@ -6,12 +6,17 @@ See :mod:`mefeat.keyframes.policies` for the policies and their exact rules and
 
 from .policies import (
     KEY_NAMES,
+    POLICIES,
+    BenchColumn,
     GroundTruth,
     KeyFrames,
     Noise,
     Policy,
     Spot,
+    bench_columns,
     parse_policy,
+    policy_help,
+    register_policy,
     stable_hash,
 )
 from .spotting import (
@@ -25,6 +30,11 @@ from .spotting import (
 
 __all__ = [
     "KEY_NAMES",
+    "POLICIES",
+    "BenchColumn",
+    "bench_columns",
+    "policy_help",
+    "register_policy",
     "SPOT_DEFAULTS",
     "SPOT_METHODS",
     "GroundTruth",

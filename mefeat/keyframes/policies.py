@@ -13,7 +13,12 @@ Every policy is a small frozen record with
 - ``name``: the variant name of the features it makes (``gt``, ``noise-std10-s0``, ...),
 - ``spec``: the string :func:`parse_policy` reads back into an equal policy,
 - ``params``: a JSON-able dict for the store's attributes,
-- ``apply(key, n_frames, gt, frames) -> KeyFrames``.
+- ``apply(key, n_frames, gt, frames) -> KeyFrames``;
+
+and its class is registered (:func:`register_policy`) under the first word of its spec with
+``parse(args)`` (the spec's other ``:``-separated words), a one-line ``help`` and the
+``columns`` it adds to the robustness benchmark (:class:`BenchColumn`). A new policy is one
+new class: ``parse_policy``, the CLI's help and the bench's conditions follow the registry.
 
 Indices are 0-based positions in a clip's frame list, not the datasets' frame numbers.
 """
@@ -22,8 +27,9 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from typing import Any, ClassVar, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -84,8 +90,54 @@ def _as_keyframes(gt: KeyFrames | tuple[int, int, int]) -> KeyFrames:
 
 
 @dataclass(frozen=True)
+class BenchColumn:
+    """A column of the robustness benchmark (the CausalNet supplement's Table 4).
+
+    ``spec(run, spot_method)`` is the key-frame policy of that column in run ``run``;
+    ``error_std`` places it on the robustness plot's x axis (key-frame error STD, frames);
+    ``None`` draws it as a marker after the noisy columns.
+    """
+
+    name: str
+    label: str
+    error_std: float | None
+    spec: Callable[[int, str], str]
+
+
+POLICIES: dict[str, type] = {}
+
+
+def register_policy(cls: type) -> type:
+    """Register a key-frame policy class under its ``kind`` (its spec's first word)."""
+    POLICIES[cls.kind] = cls
+    return cls
+
+
+def bench_columns() -> dict[str, BenchColumn]:
+    """Every policy's bench columns, by name (``gt``, ``std10``, ..., ``spot``)."""
+    return {c.name: c for cls in POLICIES.values() for c in cls.columns}
+
+
+def policy_help() -> str:
+    """How every registered policy is written (for ``--help`` texts and errors)."""
+    return "; ".join(cls.help for cls in POLICIES.values())
+
+
+@register_policy
+@dataclass(frozen=True)
 class GroundTruth:
     """The annotated key frames, unchanged (after checking that they fit the clip)."""
+
+    kind: ClassVar[str] = "gt"
+    help: ClassVar[str] = "gt (the annotated key frames)"
+    columns: ClassVar[tuple[BenchColumn, ...]] = (
+        BenchColumn("gt", "GT", 0.0, lambda run, spot: "gt"),)
+
+    @classmethod
+    def parse(cls, args: list[str]) -> GroundTruth:
+        if args:
+            raise ValueError("gt takes no arguments")
+        return cls()
 
     @property
     def name(self) -> str:
@@ -107,6 +159,13 @@ class GroundTruth:
         return gt
 
 
+def _noise_column(std: int) -> BenchColumn:
+    # Run r draws with noise seed r: three runs are three independent draws of the errors.
+    return BenchColumn(f"std{std}", f"STD={std}", float(std),
+                       lambda run, spot, std=std: f"noise:{std}:{run}")
+
+
+@register_policy
 @dataclass(frozen=True)
 class Noise:
     """Annotated key frames moved by rounded Gaussian errors, reproducibly per sample.
@@ -144,6 +203,26 @@ class Noise:
     std: float
     seed: int = 0
     move: tuple[str, ...] = ("apex",)
+
+    kind: ClassVar[str] = "noise"
+    help: ClassVar[str] = ("noise:STD:SEED (the apex moves), noise:STD:SEED:all (onset, apex "
+                           "and offset move)")
+    columns: ClassVar[tuple[BenchColumn, ...]] = tuple(_noise_column(s) for s in (10, 20, 30))
+
+    @classmethod
+    def parse(cls, args: list[str]) -> Noise:
+        if len(args) not in (2, 3):
+            raise ValueError("noise takes STD:SEED[:WHICH]")
+        try:
+            std, seed = float(args[0]), int(args[1])
+        except ValueError:
+            raise ValueError("STD must be a number and SEED an integer") from None
+        which = args[2].strip().lower() if len(args) == 3 else "apex"
+        move = KEY_NAMES if which == "all" else tuple(w.strip() for w in which.split("+"))
+        try:
+            return cls(std, seed, move=move)
+        except MefeatError as exc:
+            raise ValueError(str(exc)) from None
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.std) and self.std >= 0):
@@ -214,6 +293,7 @@ class Noise:
         return KeyFrames(onset, apex, offset)
 
 
+@register_policy
 @dataclass(frozen=True)
 class Spot:
     """Annotated onset and offset; the apex spotted from the aligned frames between them.
@@ -224,6 +304,20 @@ class Spot:
     """
 
     method: str
+
+    kind: ClassVar[str] = "spot"
+    help: ClassVar[str] = "spot:METHOD (the apex spotted: spot:flowpeak, spot:featdiff)"
+    columns: ClassVar[tuple[BenchColumn, ...]] = (
+        BenchColumn("spot", "Spotting", None, lambda run, spot: f"spot:{spot}"),)
+
+    @classmethod
+    def parse(cls, args: list[str]) -> Spot:
+        if len(args) != 1:
+            raise ValueError("spot takes one METHOD")
+        try:
+            return cls(args[0].strip().lower())
+        except MefeatError as exc:
+            raise ValueError(str(exc)) from None
 
     def __post_init__(self) -> None:
         from .spotting import SPOT_METHODS
@@ -276,43 +370,23 @@ class Spot:
         return KeyFrames(gt.onset, apex, gt.offset)
 
 
-_SPEC_HELP = (
-    "key-frame policies are written gt, noise:STD:SEED (apex moves), noise:STD:SEED:all "
-    "(onset, apex and offset move), spot:flowpeak or spot:featdiff"
-)
-
-
-def parse_policy(spec: str) -> GroundTruth | Noise | Spot:
-    """Read a policy from its spec: ``gt``, ``noise:10:0``, ``noise:10:0:all``,
-    ``spot:flowpeak``, ``spot:featdiff``.
+def parse_policy(spec: str) -> Policy:
+    """Read a policy from its spec (``gt``, ``noise:10:0``, ``noise:10:0:all``,
+    ``spot:flowpeak``...): the first word names a registered policy, which parses the rest.
 
     ``noise:STD:SEED:WHICH`` also accepts ``apex`` or ``+``-joined key-frame names for
     ``WHICH`` (``noise:5:1:onset+offset``). Raises :class:`MefeatError` on anything else.
     """
     if not isinstance(spec, str):
-        raise MefeatError(f"key-frame policy {spec!r} is not a string; {_SPEC_HELP}")
-    parts = spec.strip().split(":")
-    kind = parts[0].strip().lower()
-    if kind == "gt" and len(parts) == 1:
-        return GroundTruth()
-    if kind == "noise" and len(parts) in (3, 4):
-        try:
-            std = float(parts[1])
-            seed = int(parts[2])
-        except ValueError:
-            raise MefeatError(
-                f"key-frame policy {spec!r}: STD must be a number and SEED an integer; "
-                f"{_SPEC_HELP}"
-            ) from None
-        which = parts[3].strip().lower() if len(parts) == 4 else "apex"
-        move = KEY_NAMES if which == "all" else tuple(w.strip() for w in which.split("+"))
-        try:
-            return Noise(std, seed, move=move)
-        except MefeatError as exc:
-            raise MefeatError(f"key-frame policy {spec!r}: {exc}; {_SPEC_HELP}") from None
-    if kind == "spot" and len(parts) == 2:
-        try:
-            return Spot(parts[1].strip().lower())
-        except MefeatError as exc:
-            raise MefeatError(f"key-frame policy {spec!r}: {exc}") from None
-    raise MefeatError(f"unknown key-frame policy {spec!r}; {_SPEC_HELP}")
+        raise MefeatError(f"key-frame policy {spec!r} is not a string; policies are written "
+                          f"{policy_help()}")
+    kind, *args = spec.strip().split(":")
+    cls = POLICIES.get(kind.strip().lower())
+    if cls is None:
+        raise MefeatError(f"unknown key-frame policy {spec!r}; policies are written "
+                          f"{policy_help()}")
+    try:
+        return cls.parse(args)
+    except ValueError as exc:
+        raise MefeatError(f"key-frame policy {spec!r}: {exc}; policies are written "
+                          f"{policy_help()}") from None

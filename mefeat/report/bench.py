@@ -1,5 +1,10 @@
 """Bench reports: the supplement's Table 4 (UF1/UAR per key-frame condition), its Table 3
-(accuracy), a plot of UF1/UAR against the key-frame error, and a t-SNE figure (Fig. 4)."""
+(accuracy), a plot of UF1/UAR against the key-frame error, and a t-SNE figure (Fig. 4).
+
+Each job kept its fold's held-out predictions after the epochs the bench's selection policy
+needs; a (model, condition, run) is scored once all its folds are done, by applying the
+policy to the pooled per-epoch record (an ``all-folds`` official rule needs every fold).
+"""
 
 from __future__ import annotations
 
@@ -11,65 +16,72 @@ from typing import Any
 
 import numpy as np
 
+from mefeat.keyframes import bench_columns
 from mefeat.provenance import versions
+from mefeat.report.bench_plan import BenchModel, load_run
+from mefeat.report.train import mean_std
 from mefeat.train.metrics import metrics_table
+from mefeat.train.selection import choose_epochs, rule_of, selected_predictions
 
 
-def _load_run(out: Path, model, cond: str, run: int, folds: Sequence[str]) -> list[dict] | None:
-    from mefeat.run.bench import _job_path
+def score_run(jobs: list[dict], policy: str, num_classes: int) -> dict[str, Any]:
+    """``metrics_table`` of one run's pooled predictions under ``policy``."""
+    from mefeat.models import get_spec
 
-    jobs = []
-    for fold in folds:
-        path = _job_path(out, model, cond, run, fold)
-        if not path.is_file():
-            return None  # an unfinished run is not scored
-        jobs.append(json.loads(path.read_text()))
-    return jobs
+    recipe = get_spec(jobs[0]["model"]).recipe.replace(epochs=jobs[0]["epochs"])
+    kept = jobs[0]["kept_epochs"]
+    labels = np.concatenate([np.asarray(j["labels"], np.int64) for j in jobs])
+    preds = np.concatenate([np.asarray(j["epoch_predictions"], np.int64).reshape(len(kept), -1)
+                            for j in jobs], axis=1)
+    folds, start = [], 0
+    for j in jobs:
+        folds.append((j["fold"], np.arange(start, start + len(j["labels"]))))
+        start += len(j["labels"])
+    chosen = choose_epochs(rule_of(policy, recipe), preds, kept, labels, folds, num_classes,
+                           recipe.epochs)
+    pred, _ = selected_predictions(chosen, preds, kept, folds, len(labels))
+    datasets = [d for j in jobs for d in j["datasets"]]
+    rows = [{"label": int(y), "prediction": int(p), "dataset": d}
+            for y, p, d in zip(labels, pred, datasets, strict=True)]
+    return metrics_table(rows, num_classes)
 
 
-def _rows(jobs: list[dict]) -> list[dict[str, Any]]:
-    return [{"label": y, "prediction": p, "dataset": d}
-            for j in jobs for y, p, d in zip(j["labels"], j["predictions"], j["datasets"],
-                                             strict=True)]
-
-
-def write_bench_reports(out: Path, models, conditions: Sequence[str], runs: int,
-                        folds: Sequence[str], *, n_samples: int | None = None,
+def write_bench_reports(out: Path, models: Sequence[BenchModel], conditions: Sequence[str],
+                        runs: int, folds: Sequence[str], *, selection: str = "last",
+                        num_classes: int, classes: Sequence[str] = (),
+                        n_samples: int | None = None,
                         excluded: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """Score every finished (model, condition, run); write table.csv/.md, plot, t-SNE.
 
     ``n_samples`` and ``excluded`` ({key: why}) say which samples every condition was
     scored on and which were left out; the Markdown tables list them.
     """
-    from mefeat.run.bench import CONDITIONS
-
+    columns = bench_columns()
     table = []
     for m in models:
         row: dict[str, Any] = {"model": m.tag}
         for c in conditions:
             scores = []
             for r in range(runs):
-                jobs = _load_run(out, m, c, r, folds)
+                jobs = load_run(out, m, c, r, list(folds))
                 if jobs is not None:
-                    num_classes = max(max(j["labels"] + j["predictions"]) for j in jobs) + 1
-                    scores.append(metrics_table(_rows(jobs), num_classes)["overall"])
+                    scores.append(score_run(jobs, selection, num_classes)["overall"])
             for k in ("uf1", "uar", "acc"):
-                vals = np.array([s[k] for s in scores], float)
-                row[f"{c}_{k}"] = float(np.nanmean(vals)) if len(vals) else None
-                row[f"{c}_{k}_std"] = float(np.nanstd(vals)) if len(vals) else None
+                mean, std = mean_std([s[k] for s in scores])
+                row[f"{c}_{k}"] = mean if scores else None
+                row[f"{c}_{k}_std"] = std if scores else None
             row[f"{c}_runs"] = len(scores)
         table.append(row)
     with (out / "table.csv").open("w", newline="") as f:
         w = csv.DictWriter(f, list(table[0]))
         w.writeheader()
         w.writerows(table)
-    notes = _sample_notes(n_samples, excluded or {})
-    (out / "table.md").write_text(
-        _markdown(table, conditions, ("uf1", "uar"), CONDITIONS) + notes)
-    (out / "table_acc.md").write_text(_markdown(table, conditions, ("acc",), CONDITIONS) + notes)
+    notes = f"\nEpoch selection: {selection}.\n" + _sample_notes(n_samples, excluded or {})
+    (out / "table.md").write_text(_markdown(table, conditions, ("uf1", "uar"), columns) + notes)
+    (out / "table_acc.md").write_text(_markdown(table, conditions, ("acc",), columns) + notes)
     (out / "versions.json").write_text(json.dumps(versions(), indent=1))
-    _plot(out / "robustness.png", table, conditions, CONDITIONS)
-    _tsne(out, models, folds)
+    _plot(out / "robustness.png", table, conditions, columns, selection)
+    _tsne(out, models, folds, classes, selection)
     return table
 
 
@@ -90,8 +102,8 @@ def _fmt(mean, std) -> str:
     return "—" if mean is None else f"{100 * mean:.2f} ± {100 * std:.2f}"
 
 
-def _markdown(table, conditions, metrics, spec) -> str:
-    head = ["Method"] + [f"{spec[c].label} {m.upper()}" for c in conditions for m in metrics]
+def _markdown(table, conditions, metrics, columns) -> str:
+    head = ["Method"] + [f"{columns[c].label} {m.upper()}" for c in conditions for m in metrics]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in table:
         cells = [row["model"]] + [_fmt(row[f"{c}_{m}"], row[f"{c}_{m}_std"])
@@ -104,33 +116,40 @@ def _markdown(table, conditions, metrics, spec) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _plot(path: Path, table, conditions, spec) -> None:
+def _plot(path: Path, table, conditions, columns, selection: str) -> None:
+    """UF1 and UAR against the key-frame error STD; columns without one (a spotted apex)
+    as star markers after the noisy ones."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    noisy = [c for c in conditions if spec[c].std is not None]
+    on_axis = [c for c in conditions if columns[c].error_std is not None]
+    markers = [c for c in conditions if columns[c].error_std is None]
+    right = max([columns[c].error_std for c in on_axis] or [0])
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     for ax, metric in zip(axes, ("uf1", "uar"), strict=True):
         for row in table:
-            xs = [spec[c].std for c in noisy if row[f"{c}_{metric}"] is not None]
-            ys = [row[f"{c}_{metric}"] for c in noisy if row[f"{c}_{metric}"] is not None]
+            xs = [columns[c].error_std for c in on_axis if row[f"{c}_{metric}"] is not None]
+            ys = [row[f"{c}_{metric}"] for c in on_axis if row[f"{c}_{metric}"] is not None]
             line = ax.plot(xs, ys, marker="o", label=row["model"])[0]
-            if "spot" in conditions and row[f"spot_{metric}"] is not None:
-                ax.scatter([max(xs or [0]) + 8], [row[f"spot_{metric}"]], marker="*", s=80,
-                           color=line.get_color())
-        ax.set_xlabel("key-frame error STD (frames); ★ = spotted apex")
+            for i, c in enumerate(markers):
+                if row[f"{c}_{metric}"] is not None:
+                    ax.scatter([right + 8 * (i + 1)], [row[f"{c}_{metric}"]], marker="*", s=80,
+                               color=line.get_color())
+        extra = ", ".join(f"★{i + 1} = {columns[c].label}" for i, c in enumerate(markers))
+        ax.set_xlabel("key-frame error STD (frames)" + (f"; {extra}" if extra else ""))
         ax.set_title(metric.upper())
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("score")
     axes[1].legend(fontsize=7, loc="lower left")
+    fig.suptitle(f"Robustness to key-frame errors (epoch selection: {selection})", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
-def _tsne(out: Path, models, folds) -> None:
+def _tsne(out: Path, models, folds, classes: Sequence[str], selection: str) -> None:
     """t-SNE of each model's held-out features (ground truth, run 0), one panel a model."""
     import matplotlib
 
@@ -140,7 +159,7 @@ def _tsne(out: Path, models, folds) -> None:
 
     panels = []
     for m in models:
-        jobs = _load_run(out, m, "gt", 0, folds)
+        jobs = load_run(out, m, "gt", 0, list(folds))
         if not jobs or any("features" not in j for j in jobs):
             continue
         feats = np.concatenate([np.asarray(j["features"], float) for j in jobs])
@@ -149,19 +168,28 @@ def _tsne(out: Path, models, folds) -> None:
             continue
         emb = TSNE(n_components=2, perplexity=min(30, len(feats) - 1), init="pca",
                    random_state=0).fit_transform(feats)
-        panels.append((m.tag, emb, labels))
+        panels.append((m.tag, emb, labels, jobs[0]["variant"]))
     if not panels:
         return
     cols = min(4, len(panels))
     rows = (len(panels) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.2 * rows), squeeze=False)
-    for ax, (tag, emb, labels) in zip(axes.ravel(), panels, strict=False):
-        ax.scatter(emb[:, 0], emb[:, 1], c=labels, cmap="tab10", s=8)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.2 * rows + 0.6), squeeze=False)
+    cmap = plt.get_cmap("tab10")
+    present = sorted({int(v) for _, _, lab, _ in panels for v in lab})
+    for ax, (tag, emb, labels, _) in zip(axes.ravel(), panels, strict=False):
+        for c in present:
+            pick = labels == c
+            ax.scatter(emb[pick, 0], emb[pick, 1], s=8, color=cmap(c % 10),
+                       label=classes[c] if c < len(classes) else f"class {c}")
         ax.set_title(tag, fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
     for ax in axes.ravel()[len(panels):]:
         ax.set_axis_off()
-    fig.tight_layout()
+    handles, names = axes.ravel()[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=len(names), fontsize=8)
+    fig.suptitle(f"t-SNE of held-out features — variant {panels[0][3]}, final epoch "
+                 f"(bench selection: {selection})", fontsize=9)
+    fig.tight_layout(rect=(0, 0.06, 1, 0.95))
     fig.savefig(out / "tsne.png", dpi=100)
     plt.close(fig)

@@ -10,7 +10,7 @@ from mefeat.errors import StoreError
 from mefeat.store import FeatureStore
 
 
-def show_sample(store: str | os.PathLike, key: str, *, variant: str = "gt",
+def show_sample(store: str | os.PathLike, key: str, *, variant: str | None = None,
                 out: str | os.PathLike) -> None:
     """Draw ``key``'s onset/apex/offset frames and both phases' maps into a PNG."""
     import matplotlib
@@ -25,6 +25,7 @@ def show_sample(store: str | os.PathLike, key: str, *, variant: str = "gt",
         hint = f"; did you mean {near}?" if near else ""
         raise StoreError(f"{store}: no sample {key!r}{hint}")
     i = keys.index(key)
+    variant = fs.pick_variant(variant)
     var = fs.variant(variant)
     if not var.done()[i]:
         raise StoreError(f"{store}: sample {key} has no finished {variant!r} features yet")

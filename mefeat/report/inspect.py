@@ -23,8 +23,11 @@ def describe_store(path: str | os.PathLike) -> dict[str, Any]:
     variants = {}
     for name in fs.variants():
         var = fs.variant(name)
+        errors = var.errors()
         variants[name] = {"done": int(var.done().sum()), "maps": var.maps,
-                          "settings": var.attrs.get("settings", {})}
+                          "settings": var.attrs.get("settings", {}),
+                          "failed": {str(k): str(e) for k, e in zip(t["key"], errors,
+                                                                    strict=True) if e}}
     return {
         "store": str(path),
         "samples": len(fs),
@@ -56,6 +59,7 @@ def format_description(info: dict[str, Any]) -> str:
     ]
     for name, v in info["variants"].items():
         lines.append(f"  {name}: {v['done']} done, settings {v['settings']}")
+        lines += [f"    not made for {k}: {e}" for k, e in v["failed"].items()]
     lines.append(f"settings:   {info['settings']}")
     if info["failed"]:
         lines.append(f"failed ({len(info['failed'])}):")

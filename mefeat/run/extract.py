@@ -7,10 +7,8 @@ written before its ``done`` flag, so a killed run resumes where it stopped.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections.abc import Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,12 +19,13 @@ import numpy as np
 from mefeat.datasets import get_scheme, read_dataset
 from mefeat.datasets._sample import Dropped, Sample
 from mefeat.errors import MefeatError, SampleError
+from mefeat.executors import run_jobs
 from mefeat.face import AlignConfig, FaceAligner
 from mefeat.flow import prepare_flow
+from mefeat.flow.features import clip_features
 from mefeat.frames import check_keyframes, read_clip
 from mefeat.keyframes import KeyFrames, parse_policy
 from mefeat.provenance import file_sha256, versions
-from mefeat.run.features import clip_features
 from mefeat.store import FeatureStore
 
 
@@ -56,42 +55,21 @@ def detail_lines(failed: dict[str, str], dropped: Sequence[Dropped]) -> list[str
             + [f"  skipped {d}" for d in dropped])
 
 
-def variant_name(policy_name: str, flow: str) -> str:
-    """Variant names: the key-frame policy, plus the flow method when not TV-L1."""
-    return policy_name if flow == "tvl1" else f"{policy_name}-{flow}"
+def variant_name(policy_name: str, flow: str, flow_size: int | None = None) -> str:
+    """Variant names: the key-frame policy, plus the flow method when not TV-L1, plus the
+    flow's size when it is computed on resized frames (``gt-28px``)."""
+    name = policy_name if flow == "tvl1" else f"{policy_name}-{flow}"
+    return name if flow_size is None else f"{name}-{flow_size}px"
 
 
 # -- worker side ---------------------------------------------------------------------------
 _ALIGNER: FaceAligner | None = None
 
 
-def _worker_init(align: dict[str, Any], pool: bool = False) -> None:
+def _worker_init(align: dict[str, Any]) -> None:
     global _ALIGNER
-    cv2.setNumThreads(1)  # one clip per process; let the pool own the cores
+    cv2.setNumThreads(1)  # one clip per process; let the executor own the cores
     _ALIGNER = FaceAligner(AlignConfig(**align))
-    if pool:
-        _exit_with_parent()
-
-
-def _exit_with_parent() -> None:
-    """End this pool worker when the process that started it dies (e.g. SIGKILL).
-
-    An idle worker waits on its task queue forever, and nothing tells it that the main
-    process is gone: without this, every killed extraction would leave its workers behind.
-    """
-    import threading
-
-    parent = multiprocessing.parent_process()
-    if parent is None:
-        return
-
-    def watch() -> None:
-        # join() waits on a pipe that only the parent holds open: it returns when the
-        # parent is gone, even if that happened before this worker finished starting.
-        parent.join()
-        os._exit(1)
-
-    threading.Thread(target=watch, name="mefeat-parent-watch", daemon=True).start()
 
 
 @dataclass
@@ -101,12 +79,14 @@ class _Task:
     frames: tuple[Path, ...]
     gt: tuple[int, int, int]
     store_path: str | None  # set when the aligned frames are already in the store
-    variants: list[tuple[str, str, str, dict]]  # (variant, policy spec, method, params)
+    # (variant, policy spec, method, params, flow size or None)
+    variants: list[tuple[str, str, str, dict, int | None]]
 
 
-def _work(task: _Task) -> tuple[int, Any, Any, dict, str | None]:
+def _work(task: _Task) -> tuple[int, Any, Any, dict, dict[str, str], str | None]:
     """Align (or read) one clip and compute the requested variants. Never raises for a
-    sample's own fault: returns its message instead, so the pool goes on."""
+    sample's own fault: returns ``(index, frames, landmarks, results, variant errors,
+    clip error)``, so the pool goes on."""
     try:
         onset, apex, offset = task.gt
         if task.store_path is None:
@@ -118,56 +98,39 @@ def _work(task: _Task) -> tuple[int, Any, Any, dict, str | None]:
             aligned, _ = FeatureStore.open(task.store_path).read_frames(task.key)
             landmarks = None
         results, errors = {}, {}
-        for name, spec, method, params in task.variants:
+        for name, spec, method, params, flow_size in task.variants:
             # One variant's failure (a spotter that needs a longer clip...) must not cost
             # the clip's aligned frames or its other variants.
             try:
                 kf = parse_policy(spec).apply(task.key, len(aligned), KeyFrames(*task.gt),
                                               aligned)
-                maps = clip_features(aligned, kf.onset, kf.apex, kf.offset, method, params)
+                maps = clip_features(aligned, kf.onset, kf.apex, kf.offset, method, params,
+                                     size=flow_size)
                 results[name] = ((kf.onset, kf.apex, kf.offset), maps)
             except MefeatError as exc:
                 errors[name] = exc.reason if isinstance(exc, SampleError) else str(exc)
         frames_out = aligned if task.store_path is None else None
-        error = "; ".join(f"variant {n}: {e}" for n, e in errors.items()) or None
-        return task.index, frames_out, landmarks, results, error
+        return task.index, frames_out, landmarks, results, errors, None
     except SampleError as exc:
-        return task.index, None, None, {}, exc.reason
+        return task.index, None, None, {}, {}, exc.reason
     except MefeatError as exc:
-        return task.index, None, None, {}, str(exc)
+        return task.index, None, None, {}, {}, str(exc)
 
 
-def _run_tasks(tasks: Sequence[_Task], workers: int, align: dict) -> Iterator[tuple]:
+def _run_tasks(tasks: Sequence[_Task], workers: int, align: dict, executor: str,
+               address: str | None) -> Iterator[tuple]:
     if not tasks:  # everything resumed or skipped: no need to load the face models
         return
-    if workers <= 1:
-        _worker_init(align)
-        for t in tasks:
-            yield _work(t)
-        return
-    # Build the compiled kernels the flow methods use once, here, rather than in every
-    # worker at the same time.
-    for method in {m for t in tasks for _, _, m, _ in t.variants}:
-        prepare_flow(method)
-    # "spawn", not fork: OpenCV's and zarr's threads in this process may hold locks at the
-    # moment of a fork, which would deadlock the child (seen after building the demo).
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
-                             initargs=(align, True)) as pool:
-        pending: set[Future] = set()
-        queue = iter(tasks)
-        # Keep a bounded number of clips in flight: results hold whole aligned clips.
-        for t in queue:
-            pending.add(pool.submit(_work, t))
-            if len(pending) >= 2 * workers:
-                break
-        while pending:
-            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                yield fut.result()
-                nxt = next(queue, None)
-                if nxt is not None:
-                    pending.add(pool.submit(_work, nxt))
+    if workers > 1 or executor == "ray":
+        # Build the compiled kernels the flow methods use once, here, rather than in every
+        # worker at the same time.
+        for method in {v[2] for t in tasks for v in t.variants}:
+            prepare_flow(method)
+    # Keep a bounded number of clips in flight: results hold whole aligned clips.
+    for _, result in run_jobs(_work, [(t,) for t in tasks], executor=executor,
+                              workers=workers, address=address, initializer=_worker_init,
+                              initargs=(align,), max_in_flight=2 * max(workers, 1)):
+        yield result
 
 
 # -- main side -----------------------------------------------------------------------------
@@ -184,7 +147,7 @@ def load_samples(
 
 
 def extract(
-    root: str | os.PathLike | None,
+    root: str | os.PathLike,
     *,
     dataset: str,
     store: str | os.PathLike,
@@ -192,56 +155,95 @@ def extract(
     label_scheme: str | None = None,
     flow: str = "tvl1",
     flow_params: dict[str, Any] | None = None,
+    flow_size: int | None = None,
     size: int = 224,
     keyframes: Sequence[str] = ("gt",),
     workers: int = 1,
+    executor: str = "process",
+    address: str | None = None,
     progress: bool = True,
 ) -> ExtractSummary:
     """Extract aligned frames and the flow variants of ``keyframes`` into ``store``.
 
     Re-running resumes: samples already done are not computed again, and a new key-frame
-    policy re-uses the aligned frames in the store instead of detecting faces again.
-    With ``root=None`` the samples and settings come from an existing store: that adds
-    variants without the raw dataset.
+    policy re-uses the aligned frames in the store instead of detecting faces again
+    (:func:`add_variants` does that without the raw dataset). ``flow_size``: compute the
+    flows on the frames resized to this size (``mefeat.flow.features``; variant names end
+    in ``-{size}px``) instead of at the aligned size. ``executor``: where the clips
+    are computed (``mefeat.executors``: ``process`` with ``workers`` processes, or ``ray``
+    at ``address``); this process alone writes the store.
     """
+    samples, dropped = load_samples(dataset, root, annotations, label_scheme)
+    align = AlignConfig(size=size)
+    config = {
+        "dataset": dataset,
+        "annotations_sha256": file_sha256(annotations),
+        "label_scheme": label_scheme,
+        "align": align.as_dict(),
+    }
+    classes = list(get_scheme(label_scheme).classes) if label_scheme else None
+    return _extract(store, samples, dropped, config, align, flow=flow,
+                    flow_params=flow_params, flow_size=flow_size, keyframes=keyframes,
+                    workers=workers, executor=executor, address=address, progress=progress,
+                    new_attrs={"dropped": [vars(d) for d in dropped],
+                                                  **({"classes": classes} if classes else {})})
+
+
+def add_variants(
+    store: str | os.PathLike,
+    *,
+    keyframes: Sequence[str],
+    flow: str = "tvl1",
+    flow_params: dict[str, Any] | None = None,
+    flow_size: int | None = None,
+    workers: int = 1,
+    executor: str = "process",
+    address: str | None = None,
+    progress: bool = True,
+) -> ExtractSummary:
+    """Add (or finish) the flow variants of ``keyframes`` from the aligned frames already in
+    ``store``: no raw dataset, no face detection. Samples without aligned frames are
+    reported, not retried."""
+    existing = FeatureStore.open(store)
+    config, samples = existing.config, existing.samples()
+    dropped = [Dropped(**d) for d in existing.attrs.get("dropped", [])]
+    return _extract(store, samples, dropped, config, AlignConfig(**config["align"]),
+                    flow=flow, flow_params=flow_params, flow_size=flow_size,
+                    keyframes=keyframes, workers=workers, executor=executor, address=address,
+                    progress=progress, new_attrs=None)
+
+
+def _extract(store, samples, dropped, config, align, *, flow, flow_params, flow_size,
+             keyframes, workers, executor, address, progress, new_attrs) -> ExtractSummary:
     from tqdm import tqdm
 
+    root_given = new_attrs is not None
     flow_params = dict(flow_params or {})
+    if flow_size is not None and not 8 <= int(flow_size) <= align.size:
+        raise MefeatError(f"--flow-size {flow_size}: must lie in 8..{align.size} (the aligned "
+                          "face's size)")
     policies = [parse_policy(k) for k in keyframes]
-    if root is None:  # variants for an existing store, from its aligned frames
-        existing = FeatureStore.open(store)
-        config, samples = existing.config, existing.samples()
-        dropped = [Dropped(**d) for d in existing.attrs.get("dropped", [])]
-        align = AlignConfig(**config["align"])
-    else:
-        samples, dropped = load_samples(dataset, root, annotations, label_scheme)
-        align = AlignConfig(size=size)
-        config = {
-            "dataset": dataset,
-            "annotations_sha256": file_sha256(annotations),
-            "label_scheme": label_scheme,
-            "align": align.as_dict(),
-        }
     summary = ExtractSummary(store=str(store), dropped=dropped)
     with FeatureStore.create_or_resume(
         store, samples, config, provenance=versions()
     ) as fs:
-        if root is not None:
-            fs.group.attrs["dropped"] = [vars(d) for d in dropped]
-            if label_scheme:
-                fs.group.attrs["classes"] = list(get_scheme(label_scheme).classes)
+        if new_attrs:
+            fs.group.attrs.update(new_attrs)
         variants = {}
         for pol in policies:
-            name = variant_name(pol.name, flow)
-            settings = {"keyframes": pol.params, "flow": {"method": flow, "params": flow_params}}
-            variants[name] = (pol, fs.require_variant(name, settings, align.size))
+            name = variant_name(pol.name, flow, flow_size)
+            flow_spec = {"method": flow, "params": flow_params}
+            if flow_size is not None:
+                flow_spec["size"] = flow_size
+            settings = {"keyframes": pol.params, "flow": flow_spec}
+            variants[name] = (pol, fs.require_variant(name, settings, flow_size or align.size))
         summary.variants = list(variants)
         done_masks = {name: var.done() for name, (_, var) in variants.items()}
 
         tasks = []
         status, errors = fs.column("status"), fs.column("error")
         for i, s in enumerate(samples):
-            todo = [(n, p.spec, flow, flow_params) for n, (p, _) in variants.items()
+            todo = [(n, p.spec, flow, flow_params, flow_size) for n, (p, _) in variants.items()
                     if not done_masks[n][i]]
             cached = fs.has_frames(s.key)
             if cached and not todo:
@@ -249,28 +251,34 @@ def extract(
                     fs.set_status(i, "done")
                 summary.resumed.append(s.key)
                 continue
-            if root is None and not cached:
+            if not root_given and not cached:
                 summary.failed[s.key] = errors[i] or "no aligned frames in the store"
                 continue
             tasks.append(_Task(i, s.key, s.frames, (s.onset, s.apex, s.offset),
                                str(fs.path) if cached else None, todo))
 
         bar = tqdm(total=len(tasks), desc="extract", unit="clip", disable=not progress)
-        for index, frames, landmarks, results, error in _run_tasks(tasks, workers, vars(align)):
+        for index, frames, landmarks, results, var_errors, clip_error in _run_tasks(
+                tasks, workers, vars(align), executor, address):
             key = samples[index].key
-            aligned = frames is not None or fs.has_frames(key)
-            if aligned:
-                if frames is not None:
-                    fs.write_frames(key, frames, landmarks)
-                for name, (kf, maps) in results.items():
-                    variants[name][1].write_sample(index, kf, _cast(maps))
-            if error is not None:
-                # the status is the clip's: "done" once its frames are aligned; a variant
-                # that could not be made is named in the error column and the summary
-                fs.set_status(index, "done" if aligned else "failed", error)
-                summary.failed[key] = error
+            if clip_error is not None:  # the clip itself failed (reading, detection...)
+                fs.set_status(index, "done" if fs.has_frames(key) else "failed", clip_error)
+                summary.failed[key] = clip_error
+                bar.update()
+                continue
+            if frames is not None:
+                fs.write_frames(key, frames, landmarks)
+            for name, (kf, maps) in results.items():
+                variants[name][1].write_sample(index, kf, _cast(maps))
+            # A variant that could not be made keeps its reason in that variant; the
+            # sample's status is its clip's: done once its frames are aligned.
+            for name, reason in var_errors.items():
+                variants[name][1].write_failure(index, reason)
+            fs.set_status(index, "done")
+            if var_errors:
+                summary.failed[key] = "; ".join(f"variant {n}: {e}"
+                                                for n, e in var_errors.items())
             else:
-                fs.set_status(index, "done")
                 summary.done.append(key)
             bar.update()
         bar.close()

@@ -373,6 +373,13 @@ class FeatureStore:
             raise StoreError(f"{self.path}: no aligned frames for {key}; run `mefeat extract`")
         return self.group[f"frames/{key}/landmarks"][:]
 
+    def clip(self, key: str) -> ClipReader:
+        """A clip's aligned frames, read lazily one chunk at a time: ``len(clip)`` and
+        ``clip[t]`` (H, W) uint8, for readers that need a few frames of many clips."""
+        if not self.has_frames(key):
+            raise StoreError(f"{self.path}: no aligned frames for {key}; run `mefeat extract`")
+        return ClipReader(self.group[f"frames/{key}/frames"])
+
     def read_frames(self, key: str) -> tuple[np.ndarray, np.ndarray]:
         if not self.has_frames(key):
             raise StoreError(f"{self.path}: no aligned frames for {key}; run `mefeat extract`")
@@ -382,6 +389,18 @@ class FeatureStore:
     # -- variants ------------------------------------------------------------------------
     def variants(self) -> list[str]:
         return sorted(name for name, _ in self.group["features"].groups())
+
+    def pick_variant(self, name: str | None) -> str:
+        """``name``, or (``None``) the store's only variant, else ``gt``; else a clear error."""
+        if name is not None:
+            return name
+        names = self.variants()
+        if len(names) == 1:
+            return names[0]
+        if "gt" in names:
+            return "gt"
+        raise StoreError(f"{self.path} holds the variants {', '.join(names) or 'none'}; say "
+                         "which one with --variant")
 
     def variant(self, name: str) -> Variant:
         try:
@@ -419,6 +438,7 @@ class FeatureStore:
                              overwrite=True)
         grp.create_array("done", shape=(n,), dtype="bool", chunks=(1,), fill_value=False,
                          overwrite=True)
+        grp.create_array("error", shape=(n,), dtype=str, chunks=(1,), overwrite=True)
         grp.attrs.update({"settings": attrs, "fingerprint": fingerprint(attrs), "size": size,
                           "maps": list(maps)})
         return Variant(grp, name, self)
@@ -452,12 +472,34 @@ class FeatureStore:
                              overwrite=True)
         grp.create_array("done", shape=(n,), dtype="bool", chunks=(1,), fill_value=False,
                          overwrite=True)
+        grp.create_array("error", shape=(n,), dtype=str, chunks=(1,), overwrite=True)
         size = next((s[-1] for s, _ in shapes.values() if len(s) == 3), 0)
         # The fingerprint last: a variant without it is an interrupted creation.
         grp.attrs.update({**settings, "settings": settings, "maps": sorted(shapes),
                           "size": int(size), "source": source,
                           "fingerprint": fingerprint(settings)})
         return Variant(grp, name, self)
+
+
+class ClipReader:
+    """Frames of one stored clip, decoded a chunk at a time (the last chunk is kept)."""
+
+    def __init__(self, array: zarr.Array) -> None:
+        self._array = array
+        self._step = array.chunks[0]
+        self._chunk: tuple[int, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return self._array.shape[0]
+
+    def __getitem__(self, t: int) -> np.ndarray:
+        t = int(t)
+        if not 0 <= t < len(self):
+            raise IndexError(f"frame {t} of a clip of {len(self)} frames")
+        first = t - t % self._step
+        if self._chunk is None or self._chunk[0] != first:
+            self._chunk = (first, self._array[first:first + self._step])
+        return self._chunk[1][t - first]
 
 
 class Variant:
@@ -478,6 +520,21 @@ class Variant:
 
     def done(self) -> np.ndarray:
         return self.group["done"][:]
+
+    def errors(self) -> np.ndarray:
+        """Why each sample that is not done has no features in this variant ("" when it
+        was not tried, or is done)."""
+        done = self.done()
+        if "error" not in self.group:  # a store written before variants kept their errors
+            return np.full(done.shape, "", dtype=object)
+        err = np.array([str(v) for v in self.group["error"][:]], dtype=object)
+        err[done] = ""
+        return err
+
+    def write_failure(self, index: int, reason: str) -> None:
+        """Record why sample ``index`` could not be made in this variant (it stays not
+        done; a later run tries again)."""
+        self._array("error")[index] = reason
 
     def write_sample(self, index: int, keyframes: Sequence[int], maps: dict[str, np.ndarray]):
         """Write one sample's arrays, then (last) its done flag."""

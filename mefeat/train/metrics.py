@@ -73,9 +73,12 @@ def metrics(
             "confusion": [[0] * len(labels) for _ in labels],
         }
     cm = confusion_matrix(t, p, labels=labels)
-    tp = np.diag(cm).astype(np.float64)
-    n_true = cm.sum(axis=1).astype(np.float64)  # TP + FN
-    n_pred = cm.sum(axis=0).astype(np.float64)  # TP + FP
+    # Counted from the labels themselves, not from ``cm``: a prediction outside the label
+    # scheme (MMNet's released 5-logit head on 3 classes) is no row or column of ``cm`` but
+    # is still a sample of its true class that was missed.
+    tp = np.array([np.sum((t == c) & (p == c)) for c in labels], np.float64)
+    n_true = np.array([np.sum(t == c) for c in labels], np.float64)  # TP + FN
+    n_pred = np.array([np.sum(p == c) for c in labels], np.float64)  # TP + FP
     f1: list[float | None] = []
     recall: list[float | None] = []
     for i in range(len(labels)):
@@ -94,6 +97,36 @@ def metrics(
         "recall_per_class": recall,
         "confusion": cm.tolist(),
     }
+
+
+def fold_score(metric: str, y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> float:
+    """One fold's score, as the official repositories rank their epochs: ``acc``, or
+    ``uar`` / ``uf1`` as the macro recall / F1 over the classes present in the fold's true
+    labels or (in-scheme) predictions.
+
+    That is scikit-learn's ``average="macro"`` with its default labels (the OFF-TANet
+    repository), torchmetrics 0.9's macro average that drops classes with no TP, FP or FN
+    (EDMDBN) and MMNet's own per-class counts; a prediction outside ``0..num_classes-1`` is
+    wrong and names no class. A class that is predicted but never true has recall 0 and F1 0.
+    """
+    t = np.asarray(y_true, np.int64)
+    p = np.asarray(y_pred, np.int64)
+    if t.size == 0:
+        return float("nan")
+    if metric == "acc":
+        return float(np.mean(t == p))
+    present = np.union1d(t, p[(p >= 0) & (p < num_classes)])
+    values = []
+    for c in present:
+        tp = float(np.sum((t == c) & (p == c)))
+        n_true, n_pred = float(np.sum(t == c)), float(np.sum(p == c))
+        if metric == "uar":
+            values.append(tp / n_true if n_true else 0.0)
+        elif metric == "uf1":
+            values.append(2 * tp / (n_true + n_pred))
+        else:
+            raise ValueError(f"unknown fold metric {metric!r}; use acc, uar or uf1")
+    return float(np.mean(values))
 
 
 def metrics_table(

@@ -19,7 +19,7 @@ same way, so both sources give the model the same kind of input.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -126,6 +126,11 @@ class View:
     A view with ``frames=True`` (models that eat frames, not flow) also receives, under
     ``arrays["clips"]``, a function ``clip(i) -> (T, S, S) uint8`` giving sample i's
     aligned frames, and ``arrays["keyframes"]`` (N, 3).
+
+    ``options`` are the view's named choices, ``{name: (default, other, ...)}``; the chosen
+    values reach ``build`` and ``official`` as keyword arguments. ``jitter`` (frames views
+    only) turns a (B, K, S, S) uint8 tensor of the key frames ``jitter_keys`` into the
+    model's input tensors with the view's own arithmetic (key-frame jitter in training).
     """
 
     name: str
@@ -135,6 +140,26 @@ class View:
     official_arrays: tuple[str, ...] = ("image",)
     frames: bool = False
     landmarks: bool = False  # reads the 68 onset landmarks (region tiling)
+    options: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    jitter: Callable | None = None
+    jitter_keys: tuple[str, ...] = ()
+    size: int | None = None  # side of the model input images (frames views)
+
+    def resolve_options(self, given: dict[str, str] | None) -> dict[str, str]:
+        """The view's options with ``given`` applied; an unknown name or value is refused."""
+        given = dict(given or {})
+        unknown = sorted(set(given) - set(self.options))
+        if unknown:
+            raise MefeatError(f"view {self.name!r} has no option(s) {unknown}; its options: "
+                              f"{ {k: list(v) for k, v in self.options.items()} or 'none'}")
+        out = {}
+        for name, values in self.options.items():
+            value = given.get(name, values[0])
+            if value not in values:
+                raise MefeatError(f"view {self.name!r}: option {name}={value!r} is not one of "
+                                  f"{list(values)}")
+            out[name] = value
+        return out
 
 
 VIEWS: dict[str, View] = {}
@@ -152,16 +177,16 @@ def get_view(name: str) -> View:
         raise MefeatError(f"unknown view {name!r}; views: {sorted(VIEWS)}") from None
 
 
-def _ststnet(a, landmarks, src):
+def _ststnet(a, landmarks, src, **options):
     return (uvs_image(a["flow_oa"], a["strain_oa"]),)
 
 
-def _htnet(a, landmarks, src):
+def _htnet(a, landmarks, src, **options):
     image = uvs_image(a["flow_oa"], a["strain_oa"])
     return (tile_regions(image, region_points(landmarks, src)),)
 
 
-def _htnet_official(a, landmarks):
+def _htnet_official(a, landmarks, **options):
     image = a["image"].astype(np.float32)
     pts = fallback_points(len(image)) if landmarks is None else landmarks
     return (tile_regions(image, pts, official=True),)
@@ -174,14 +199,14 @@ def _direction_images(flow: np.ndarray, size: int = 28) -> np.ndarray:
                      for f in small]).astype(np.float32)
 
 
-def _causalnet(a, landmarks, src):
+def _causalnet(a, landmarks, src, **options):
     pts = region_points(landmarks, src)
     images = (uvs_image(a["flow_oa"], a["strain_oa"]), uvs_image(a["flow_ao"], a["strain_ao"]),
               _direction_images(a["flow_oa"]), _direction_images(a["flow_ao"]))
     return (np.stack([tile_regions(x, pts) for x in images], axis=1),)
 
 
-def _causalnet_official(a, landmarks):
+def _causalnet_official(a, landmarks, **options):
     # The official code cuts every image at HTNet's fixed points (no per-sample landmarks).
     n = len(a["image"])
     pts = fallback_points(n)
@@ -191,26 +216,64 @@ def _causalnet_official(a, landmarks):
 
 
 def _uv(size):
-    def build(a, landmarks, src):
+    def build(a, landmarks, src, **options):
         return (resize_maps(a["flow_oa"], size, displacement=True),)
     return build
 
 
-def _uv_official(a, landmarks):
+def _uv_official(a, landmarks, **options):
     # Official PNG channels (BGR): 2 = u, 1 = v, min-max scaled; brought to 0..1.
     img = a["image"].astype(np.float32) / 255.0
     return (np.ascontiguousarray(img[:, [2, 1]]),)
 
 
+def offtanet_strain(flow: np.ndarray) -> np.ndarray:
+    """The optical strain of the OFF-TANet repository's ``data.py`` (L65-71), (N, 1, H, W).
+
+    3x3 Sobel derivatives (unnormalised: 8x a per-pixel slope) and
+    ``sqrt(ux² + uy² + 0.5 (vx + uy)²)``, with ``uy`` where the strain tensor has ``vy``.
+    It is not the optical strain (:func:`mefeat.flow.optical_strain` is); offered to
+    reproduce that repository's inputs (view option ``strain=offtanet``).
+    """
+    out = np.empty((flow.shape[0], 1) + flow.shape[2:], np.float32)
+    for i, (u, v) in enumerate(flow.astype(np.float32)):
+        ux = cv2.Sobel(u, cv2.CV_32F, 1, 0)
+        uy = cv2.Sobel(u, cv2.CV_32F, 0, 1)
+        vx = cv2.Sobel(v, cv2.CV_32F, 1, 0)
+        out[i, 0] = np.sqrt(ux * ux + uy * uy + 0.5 * (vx + uy) * (vx + uy))
+    return out
+
+
+_STRAIN = {"strain": ("stored", "offtanet")}
+
+
 def _uvs(size):
-    def build(a, landmarks, src):
+    def build(a, landmarks, src, strain="stored"):
         uv = resize_maps(a["flow_oa"], size, displacement=True)
-        return (np.concatenate([uv, resize_maps(a["strain_oa"], size)], axis=1),)
+        os_ = resize_maps(a["strain_oa"], size) if strain == "stored" else offtanet_strain(uv)
+        return (np.concatenate([uv, os_], axis=1),)
     return build
 
 
-register_view(View("ststnet", ("flow_oa", "strain_oa"), _ststnet,
-                   official=lambda a, lm: (a["image"].astype(np.float32),)))
+def _uvs_official(size):
+    def official(a, landmarks, strain="stored"):
+        # The official PNG (BGR = strain, v, u, each min-max scaled to 0..255) as
+        # (u, v, strain) in 0..1, enlarged with bicubic interpolation (the OFF-TANet
+        # repository resizes its frames with INTER_CUBIC before computing the flow).
+        img = a["image"].astype(np.float32)[:, [2, 1, 0]] / 255.0
+        big = np.stack([np.stack([cv2.resize(c, (size, size), interpolation=cv2.INTER_CUBIC)
+                                  for c in im]) for im in img]).astype(np.float32)
+        if strain == "offtanet":
+            big[:, 2:3] = offtanet_strain(big[:, :2])
+        return (big,)
+    return official
+
+
+def _ststnet_official(a, landmarks, **options):
+    return (a["image"].astype(np.float32),)
+
+
+register_view(View("ststnet", ("flow_oa", "strain_oa"), _ststnet, official=_ststnet_official))
 register_view(View("htnet", ("flow_oa", "strain_oa"), _htnet, official=_htnet_official,
                    landmarks=True))
 register_view(View("causalnet", ("flow_oa", "strain_oa", "flow_ao", "strain_ao"), _causalnet,
@@ -218,8 +281,10 @@ register_view(View("causalnet", ("flow_oa", "strain_oa", "flow_ao", "strain_ao")
                    official_arrays=("image", "image_ao", "dir_oa", "dir_ao"), landmarks=True))
 register_view(View("offapexnet", ("flow_oa",), _uv(28), official=_uv_official))
 register_view(View("dual_inception", ("flow_oa",), _uv(28), official=_uv_official))
-register_view(View("offtanet", ("flow_oa", "strain_oa"), _uvs(112)))
-register_view(View("micro_attention", ("flow_oa", "strain_oa"), _uvs(224)))
+register_view(View("offtanet", ("flow_oa", "strain_oa"), _uvs(112), official=_uvs_official(112),
+                   options=_STRAIN))
+register_view(View("micro_attention", ("flow_oa", "strain_oa"), _uvs(224),
+                   official=_uvs_official(224), options=_STRAIN))
 
 
 # ImageNet statistics, which MMNet, SRMCL and EDMDBN normalise their inputs with.
@@ -235,7 +300,7 @@ def imagenet_rgb(gray: np.ndarray, size: int = 224) -> np.ndarray:
     return (rgb - IMAGENET_MEAN) / IMAGENET_STD
 
 
-def _mmnet(a, landmarks, src):
+def _mmnet(a, landmarks, src, **options):
     # MMNet eats the onset and apex frames themselves (RGB in the official code; mefeat's
     # aligned frames are grayscale, repeated over the three channels).
     onset, apex = [], []
@@ -246,22 +311,51 @@ def _mmnet(a, landmarks, src):
     return np.stack(onset), np.stack(apex)
 
 
-def _edmdbn(a, landmarks, src):
-    # EDMDBN's (3, 10, 224, 224): [apex - onset, 8 consecutive differences, apex]. Its frame
-    # sampling lives in the authors' unreleased package; mefeat takes 9 frames evenly
-    # spaced from onset to apex and their 8 consecutive differences (documented choice).
+def _mmnet_jitter(frames):
+    """(B, 2, 224, 224) uint8 onset/apex tensor -> MMNet's two inputs, as ``imagenet_rgb``."""
+    import torch
+
+    mean = torch.as_tensor(IMAGENET_MEAN, device=frames.device)
+    std = torch.as_tensor(IMAGENET_STD, device=frames.device)
+    x = frames.float()[:, :, None] / 255.0  # (B, 2, 1, S, S)
+    x = (x.expand(-1, -1, 3, -1, -1) - mean) / std
+    return x[:, 0].contiguous(), x[:, 1].contiguous()
+
+
+# EDMDBN's sampling strategy 3: the onset, apex and offset frames stretched to 9 frames by
+# linear interpolation along time (merlib ``FixSequenceInterpolation``: trilinear,
+# align_corners=False): frame i samples position (i + 0.5) * 3/9 - 0.5, clamped to [0, 2].
+def _interp_weights(n_in: int, n_out: int) -> np.ndarray:
+    w = np.zeros((n_out, n_in), np.float32)
+    for i in range(n_out):
+        pos = max((i + 0.5) * n_in / n_out - 0.5, 0.0)
+        lo = min(int(np.floor(pos)), n_in - 1)
+        hi = min(lo + 1, n_in - 1)
+        frac = pos - lo
+        w[i, lo] += 1 - frac
+        w[i, hi] += frac
+    return w
+
+
+EDMDBN_WEIGHTS = _interp_weights(3, 9)
+
+
+def _edmdbn(a, landmarks, src, **options):
+    # EDMDBN's (3, 10, 224, 224), frames_mode 0 of its FuseNetTransform: [apex - onset,
+    # the 8 consecutive differences of the 9 interpolated frames, apex]. (Normalising
+    # before interpolating is the same: the weights of each frame sum to 1.)
     out = []
-    for i, (o, p, _) in enumerate(a["keyframes"]):
+    for i, (o, p, f) in enumerate(a["keyframes"]):
         clip = a["clips"](i)
-        idx = np.rint(np.linspace(o, p, 9)).astype(int)
-        frames = np.stack([imagenet_rgb(clip[t]) for t in idx])  # (9, 3, S, S)
+        key = np.stack([imagenet_rgb(clip[t]) for t in (o, p, f)])  # (3, C, S, S)
+        frames = np.tensordot(EDMDBN_WEIGHTS, key, axes=1)  # (9, C, S, S)
         diffs = frames[1:] - frames[:-1]
-        stack = np.concatenate([frames[-1:] - frames[:1], diffs, frames[-1:]], axis=0)
-        out.append(stack.transpose(1, 0, 2, 3))  # (3, 10, S, S)
+        stack = np.concatenate([key[1:2] - key[:1], diffs, key[1:2]], axis=0)
+        out.append(stack.transpose(1, 0, 2, 3).astype(np.float32))  # (C, 10, S, S)
     return (np.stack(out),)
 
 
-def _srmcl(a, landmarks, src):
+def _srmcl(a, landmarks, src, **options):
     # SRMCL's image is [flow u, flow v, magnitude] of onset→apex; the released code reads
     # it from files whose scaling is not published: mefeat min-max scales each channel to
     # [0, 1] per sample, then applies the ImageNet normalisation the official code applies.
@@ -271,6 +365,7 @@ def _srmcl(a, landmarks, src):
     return ((img - IMAGENET_MEAN) / IMAGENET_STD,)
 
 
-register_view(View("mmnet", ("keyframes",), _mmnet, frames=True))
+register_view(View("mmnet", ("keyframes",), _mmnet, frames=True, jitter=_mmnet_jitter,
+                   jitter_keys=("onset", "apex"), size=224))
 register_view(View("edmdbn", ("keyframes",), _edmdbn, frames=True))
 register_view(View("srmcl", ("flow_oa", "mag_oa"), _srmcl))

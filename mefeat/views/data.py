@@ -17,6 +17,7 @@ import numpy as np
 from mefeat.errors import StoreError
 from mefeat.store import FeatureStore
 from mefeat.views import get_view
+from mefeat.views.jitter import JitteredFrames, frame_bank
 
 
 @dataclass
@@ -32,6 +33,8 @@ class ViewData:
     variant: str
     view: str
     official_format: str | None = None
+    options: dict[str, str] | None = None
+    jitter: JitteredFrames | None = None  # training-time key-frame draws (load_view(jitter=))
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -51,16 +54,23 @@ class ViewData:
 
     def folds(self):
         """Leave-one-subject-out folds: (subject, train indices, test indices)."""
-        from mefeat.train.loso import loso_folds
+        from mefeat.datasets.loso import loso_folds
 
         return loso_folds(self.subjects)
 
 
-def load_view(store: str | os.PathLike, *, variant: str = "gt", view: str) -> ViewData:
-    """Read the done samples of ``variant`` and build ``view``'s inputs for them."""
+def load_view(store: str | os.PathLike, *, variant: str = "gt", view: str,
+              options: dict[str, str] | None = None, jitter=None) -> ViewData:
+    """Read the done samples of ``variant`` and build ``view``'s inputs for them.
+
+    ``options``: the view's named choices (``View.options``). ``jitter``: a recipe's
+    :class:`~mefeat.models.recipe.KeyframeJitter`; the result then also holds, under
+    ``jitter``, the frames its training draws may take (views with a ``jitter`` function).
+    """
     fs = FeatureStore.open(store)
     var = fs.variant(variant)
     v = get_view(view)
+    opts = v.resolve_options(options)
     fmt = var.attrs.get("format")
     table = fs.table()
     if fmt:
@@ -71,15 +81,26 @@ def load_view(store: str | os.PathLike, *, variant: str = "gt", view: str) -> Vi
             )
         names = list(v.official_arrays) + (["points"] if "points" in var.group else [])
         idx, arrays = var.read(names)
-        inputs = v.official(arrays, arrays.get("points"))
+        if jitter is not None:
+            raise StoreError(f"{store}: variant {variant!r} holds official images, no aligned "
+                             "frames to draw jittered key frames from")
+        inputs = v.official(arrays, arrays.get("points"), **opts)
     else:
         idx, arrays = var.read(v.arrays)
         keys = [str(k) for k in table["key"][idx]]
         landmarks = np.stack([fs.read_landmarks(k) for k in keys]) \
             if len(idx) and v.landmarks else np.zeros((len(idx), 68, 2), np.float32)
-        if v.frames:
-            arrays["clips"] = lambda i: fs.read_frames(keys[i])[0]
-        inputs = v.build(arrays, landmarks, int(var.attrs["size"]))
+        if v.frames:  # a few frames of each clip: read chunk by chunk
+            arrays["clips"] = lambda i: fs.clip(keys[i])
+        inputs = v.build(arrays, landmarks, int(var.attrs["size"]), **opts)
+        if jitter is not None:
+            if v.jitter is None:
+                raise StoreError(f"view {view!r} cannot jitter key frames (it has no jitter "
+                                 "function)")
+            kf = arrays["keyframes"] if "keyframes" in arrays else var.read(["keyframes"])[1][
+                "keyframes"]
+            bank = frame_bank(lambda i: fs.clip(keys[i]), kf, jitter.ranges,
+                              size=v.size, keys=v.jitter_keys, to_inputs=v.jitter)
     labels = table["label"][idx].astype(np.int64)
     if (labels < 0).any():
         unlabeled = [str(k) for k in table["key"][idx][labels < 0][:3]]
@@ -94,4 +115,5 @@ def load_view(store: str | os.PathLike, *, variant: str = "gt", view: str) -> Vi
     return ViewData(inputs=tuple(np.ascontiguousarray(x, dtype=np.float32) for x in inputs),
                     labels=labels, keys=table["key"][idx], subjects=subjects,
                     datasets=datasets, classes=classes, variant=variant, view=view,
-                    official_format=fmt)
+                    official_format=fmt, options=opts,
+                    jitter=bank if jitter is not None and not fmt else None)
