@@ -126,6 +126,7 @@ class DualInception(DenseHead, nn.Module):
     code="github.com/ECNU-Cross-Innovation-Lab/PRICAI2021-Off-TANet, "
     "models/dual_inception.py (licence: GPL-3.0)",
     params=6_449_867,
+    channels_last=True,  # measured faster on CPU (2 cores): 1.2-1.6x a step
     options={"img_size": 28},
 )
 def dual_inception(*, num_classes: int = 3, img_size: int = 28) -> DualInception:

@@ -134,6 +134,7 @@ class MicroAttention(DenseHead, nn.Module):
     code="github.com/ECNU-Cross-Innovation-Lab/PRICAI2021-Off-TANet, "
     "models/micro_attention.py (licence: GPL-3.0)",
     params=53_384_195,
+    channels_last=True,  # measured faster on CPU (2 cores): 1.2-1.6x a step
     options={"img_size": 224, "drop_rate": 0.5},
 )
 def micro_attention(

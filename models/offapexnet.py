@@ -107,6 +107,7 @@ class OffApexNet(DenseHead, nn.Module):
     code="github.com/ECNU-Cross-Innovation-Lab/PRICAI2021-Off-TANet, models/off_apexnet.py "
     "(licence: GPL-3.0)",
     params=2_664_475,
+    channels_last=True,  # measured faster on CPU (2 cores): 1.2-1.6x a step
     options={"img_size": 28, "drop_rate": 0.5},
 )
 def offapexnet(*, num_classes: int = 3, img_size: int = 28, drop_rate: float = 0.5) -> OffApexNet:

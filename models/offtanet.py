@@ -298,6 +298,7 @@ class OffTANet(DenseHead, nn.Module):
     code="github.com/ECNU-Cross-Innovation-Lab/PRICAI2021-Off-TANet, models/off_tanet.py "
     "(licence: GPL-3.0)",
     params=59_403,
+    channels_last=True,  # measured faster on CPU (2 cores): 1.2-1.6x a step
     options={"net_type": "ta", "img_size": 112, "drop_rate": 0.5},
 )
 def offtanet(

@@ -79,6 +79,7 @@ class FoldContext:
     jitter: DeviceJitter | None = None
     keep_features: bool = False
     keep_states: bool = False
+    channels_last: bool = False  # the plain loop's models (CPU, ModelSpec.channels_last)
 
     def model_input(self, xs: Sequence[Tensor]) -> Tensor | tuple[Tensor, ...]:
         return xs[0] if len(xs) == 1 else tuple(xs)

@@ -41,6 +41,8 @@ def train_fold(ctx: FoldContext, fold, on_epoch: Callable[[], None] | None = Non
     r, dev = ctx.recipe, ctx.dev
     fseed = fold_seed(ctx.seed, subject)
     model = ctx.build(fseed)
+    if ctx.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     opt = make_optimizer(list(model.named_parameters()), r.optimizer)
     n_train = len(train_idx)
     steps = steps_per_epoch(r, n_train)

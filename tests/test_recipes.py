@@ -1,0 +1,510 @@
+"""Every recipe field is executed: schedules give torch's own learning rates, augmentation
+and key-frame jitter act in training only and differ between epochs and folds, the model's
+own loss reaches the gradients, each official epoch rule picks what the official code's
+logic picks (written out here), and a field that nothing executes is refused.
+
+The tests register tiny models of their own; the official rules are checked with the
+registered models' own recipes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from mefeat.models import (
+    ClassBalancedSampler,
+    ExponentialLR,
+    HorizontalFlip,
+    KeyframeJitter,
+    Optimizer,
+    RandomCrop,
+    Recipe,
+    RecipeError,
+    Selection,
+    StepLR,
+    WarmupCosine,
+    get_spec,
+    register,
+)
+from mefeat.models.registry import _REGISTRY
+from mefeat.train import loso_folds, train_loso
+from mefeat.train.recipes import Augmenter, balanced_batches, pad_crop, rotate
+from mefeat.train.selection import choose_epochs, rule_of
+
+LAST = Selection("last", source="test")
+CALLS: list[tuple[bool, torch.Tensor]] = []  # (training?, input batch) of the Recorder
+DTYPES: list[torch.dtype] = []  # dtype of the Recorder's linear layer output in training
+
+
+class Recorder(nn.Module):
+    """A linear model that records every batch it sees."""
+
+    def __init__(self, *, num_classes: int = 3, in_features: int = 2 * 8 * 8) -> None:
+        super().__init__()
+        self.fc = nn.Linear(in_features, num_classes)
+
+    def forward_features(self, x):
+        x = x[0] if isinstance(x, tuple) else x
+        CALLS.append((self.training, x.detach().clone()))
+        if self.training:
+            DTYPES.append(self.fc(x.flatten(1)).dtype)
+        return x.flatten(1)
+
+    def forward_head(self, f):
+        return self.fc(f)
+
+    def forward(self, x):
+        return self.forward_head(self.forward_features(x))
+
+    def reset_classifier(self, num_classes):
+        self.fc = nn.Linear(self.fc.in_features, num_classes)
+
+
+def _recipe(**kw) -> Recipe:
+    base = dict(optimizer=Optimizer("sgd", lr=0.1), epochs=4, batch_size=None, selection=LAST)
+    return Recipe(**{**base, **kw})
+
+
+if "recipe_recorder" not in _REGISTRY:
+    register("recipe_recorder", view="test", input_shapes=((2, 8, 8),), recipe=_recipe())(
+        lambda *, num_classes=3: Recorder(num_classes=num_classes))
+
+
+def _data(n=30, subjects=3, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 2, 8, 8)).astype(np.float32)
+    y = np.arange(n) % 3
+    s = np.array([f"d/s{i % subjects}" for i in range(n)], dtype=object)
+    return x, y, s
+
+
+# -- schedules ----------------------------------------------------------------------------
+
+def _torch_epoch_lrs(make, epochs, lr, step_if=lambda epoch: True):
+    """The learning rate of each epoch under a torch scheduler stepped after each epoch."""
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=lr)
+    sched = make(opt)
+    lrs = []
+    for epoch in range(1, epochs + 1):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        if step_if(epoch):
+            sched.step()
+    return lrs
+
+
+@pytest.mark.parametrize("fold_batch", [1, 3])
+def test_step_lr_is_torchs_step_lr(fold_batch):
+    x, y, s = _data()
+    res = train_loso("recipe_recorder", x, y, s, recipe=_recipe(epochs=10,
+                     schedule=StepLR(3, 0.5)), fold_batch=fold_batch)
+    expected = _torch_epoch_lrs(lambda o: torch.optim.lr_scheduler.StepLR(o, 3, 0.5), 10, 0.1)
+    for lrs in res.lr.values():
+        np.testing.assert_allclose(lrs, expected, rtol=1e-12)
+    assert expected[3] == pytest.approx(0.05) and expected[9] == pytest.approx(0.0125)
+
+
+def test_exponential_lr_stops_after_its_epoch_cap():
+    # MMNet's CASME2_3.py:497-500: `if i <= 50: scheduler_all.step()` after epoch i.
+    x, y, s = _data()
+    res = train_loso("recipe_recorder", x, y, s, recipe=_recipe(
+        epochs=9, schedule=ExponentialLR(0.8, until_epoch=4)))
+    expected = _torch_epoch_lrs(lambda o: torch.optim.lr_scheduler.ExponentialLR(o, 0.8), 9,
+                                0.1, step_if=lambda epoch: epoch <= 4)
+    for lrs in res.lr.values():
+        np.testing.assert_allclose(lrs, expected, rtol=1e-12)
+    assert expected[4:] == [pytest.approx(0.1 * 0.8 ** 4)] * 5
+
+
+def test_warmup_cosine_is_edmdbn_s_per_step_formula():
+    # EDMDBN's models/utils/lr_sched.py CosineWarmupScheduler, written out: after k steps,
+    # lr = 1e-8 + lr0 * 0.5 * (1 + cos(pi k / T)) * (k / W if k <= W else 1).
+    x, y, s = _data()
+    epochs, bs = 6, 4
+    res = train_loso("recipe_recorder", x, y, s, recipe=_recipe(
+        epochs=epochs, batch_size=bs, optimizer=Optimizer("adamw", lr=1e-3),
+        schedule=WarmupCosine(warmup_epochs=2, floor=1e-8)))
+    for subject, _, test in loso_folds(s):
+        steps = math.ceil((len(s) - len(test)) / bs)
+        total, warm = epochs * steps, 2 * steps
+
+        def official(k, total=total, warm=warm):
+            factor = 0.5 * (1 + np.cos(np.pi * k / total))
+            if k <= warm:
+                factor *= k / warm
+            return 1e-8 + 1e-3 * factor
+
+        got = res.lr_steps[subject]
+        assert len(got) == total
+        np.testing.assert_allclose(got, [official(k) for k in range(total)], rtol=1e-9,
+                                   atol=1e-15)
+
+
+def test_a_constant_schedule_keeps_the_learning_rate():
+    x, y, s = _data()
+    res = train_loso("recipe_recorder", x, y, s, recipe=_recipe(epochs=5))
+    assert all(lrs == [0.1] * 5 for lrs in res.lr.values())
+
+
+# -- augmentation -------------------------------------------------------------------------
+
+def test_rotation_by_90_degrees_is_a_quarter_turn():
+    img = torch.arange(36, dtype=torch.float32).reshape(1, 1, 6, 6)
+    out = rotate(img, torch.tensor([90.0]))
+    # counter-clockwise, as torchvision's RandomRotation with a positive angle
+    np.testing.assert_array_equal(out[0, 0].numpy(), np.rot90(img[0, 0].numpy()))
+
+
+def test_pad_crop_is_a_padded_slice():
+    img = torch.arange(2 * 5 * 5, dtype=torch.float32).reshape(2, 1, 5, 5)
+    out = pad_crop(img, 2, "constant", torch.tensor([0, 3]), torch.tensor([4, 1]))
+    padded = np.pad(img.numpy(), ((0, 0), (0, 0), (2, 2), (2, 2)))
+    np.testing.assert_array_equal(out[0].numpy(), padded[0, :, 0:5, 4:9])
+    np.testing.assert_array_equal(out[1].numpy(), padded[1, :, 3:8, 1:6])
+    edge = pad_crop(img, 2, "edge", torch.tensor([0, 0]), torch.tensor([0, 0]))
+    np.testing.assert_array_equal(edge[0, 0, :3, :3].numpy(), np.full((3, 3), 0.0))
+
+
+def test_one_draw_serves_every_input_and_channel():
+    aug = Augmenter((HorizontalFlip(0.5), RandomCrop(2)))
+    a = torch.randn(8, 3, 6, 6)
+    b = a.clone() * 2
+    out_a, out_b = aug((a, b), torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out_b, out_a * 2)
+
+
+def test_augmentation_acts_in_training_only_and_differs_between_epochs_and_folds():
+    x, y, s = _data(n=12)
+    CALLS.clear()
+    train_loso("recipe_recorder", x, y, s, recipe=_recipe(
+        epochs=2, augmentation=(HorizontalFlip(0.5), RandomCrop(2))), folds=2)
+    train = [c for t, c in CALLS if t]
+    evals = [c for t, c in CALLS if not t]
+    # one full-batch step an epoch, 2 epochs, 2 folds; the last epoch is evaluated per fold
+    assert len(train) == 4 and len(evals) == 2
+    folds = loso_folds(s)[:2]
+    for (_, _, te), ev in zip(folds, evals, strict=True):
+        np.testing.assert_array_equal(ev.numpy(), x[te])  # evaluation: the inputs as given
+    f0_e1, f0_e2, f1_e1 = train[0], train[1], train[2]
+    assert not torch.equal(f0_e1, torch.as_tensor(x[folds[0][1]]))  # training: augmented
+    assert not torch.equal(f0_e1, f0_e2)  # a new draw every epoch
+    # sample 2 trains in both folds: other draws in each
+    pos0 = list(folds[0][1]).index(2)
+    pos1 = list(folds[1][1]).index(2)
+    assert not torch.equal(f0_e1[pos0], f1_e1[pos1])
+
+
+def test_class_balanced_batches():
+    labels = np.array([0] * 20 + [1] * 9 + [2] * 13)
+    batches = balanced_batches(labels, ClassBalancedSampler(3, 4), np.random.default_rng(0))
+    assert len(batches) == len(labels) // 12
+    for b in batches:
+        assert len(b) == 12 and sorted(np.bincount(labels[b]).tolist()) == [4, 4, 4]
+
+
+@pytest.mark.parametrize(("precision", "dtype"), [("fp32", torch.float32),
+                                                ("fp16", torch.float16),
+                                                ("bf16", torch.bfloat16)])
+def test_precision_runs_the_training_forward_in_its_dtype(precision, dtype):
+    x, y, s = _data(n=12)
+    DTYPES.clear()
+    res = train_loso("recipe_recorder", x, y, s, recipe=_recipe(epochs=2, precision=precision),
+                     folds=1)
+    assert DTYPES == [dtype, dtype]
+    assert np.isfinite(res.logits[np.isfinite(res.logits).all(1)]).all()
+    if precision == "fp16":
+        assert "gradient scaler" in res.settings["fold_batching"]
+
+
+# -- key-frame jitter -------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def frames_store(tmp_path_factory):
+    from _stores import demo_store
+
+    return demo_store(tmp_path_factory.mktemp("jitter"), subjects=2, clips=3, size=64)
+
+
+def test_keyframe_jitter_draws_frames_in_range_in_training_only(frames_store):
+    from mefeat.store import FeatureStore
+    from mefeat.views import imagenet_rgb
+    from mefeat.views.data import load_view
+
+    jitter = KeyframeJitter(onset_after=1.0, apex_before=1.0, apex_after=1.0, divisor=2)
+    data = load_view(frames_store, view="mmnet", jitter=jitter)
+    name = "recipe_jitter_recorder"
+    if name not in _REGISTRY:
+        register(name, view="mmnet", input_shapes=((3, 224, 224), (3, 224, 224)),
+                 recipe=_recipe(epochs=3, keyframe_jitter=jitter))(
+            lambda *, num_classes=3: Recorder(num_classes=num_classes, in_features=3 * 224 * 224))
+    CALLS.clear()
+    train_loso(name, data.inputs, data.labels, data.subjects, jitter=data.jitter,
+               num_classes=data.num_classes)
+    train = [c for t, c in CALLS if t]
+    evals = [c for t, c in CALLS if not t]
+    folds = loso_folds(data.subjects)
+    assert len(train) == 3 * len(folds) and len(evals) == len(folds)
+    for (_, _, te), ev in zip(folds, evals, strict=True):
+        np.testing.assert_array_equal(ev.numpy(), data.inputs[0][te])  # annotated onset
+    # Every training onset is the view's image of a frame in the allowed range.
+    fs = FeatureStore.open(frames_store)
+    kf = fs.variant("gt").read(["keyframes"])[1]["keyframes"]
+    (_, tr, _) = folds[0]
+    for epoch_batch in train[:3]:
+        for pos, i in enumerate(tr):
+            o, a, _ = kf[i]
+            clip = fs.read_frames(str(data.keys[i]))[0]
+            allowed = [imagenet_rgb(clip[t]) for t in range(o, o + int(1.0 * (a - o) / 2) + 1)]
+            assert any(np.array_equal(epoch_batch[pos].numpy(), im) for im in allowed)
+    assert not all(torch.equal(train[0], t) for t in train[1:3])  # new draws every epoch
+
+
+def test_jitter_needs_the_frames(frames_store):
+    from mefeat.train import TrainingError
+
+    x = np.zeros((4, 3, 224, 224), np.float32)
+    with pytest.raises(TrainingError, match="jitters the key frames"):
+        train_loso("mmnet", (x, x), np.arange(4) % 3, np.array(["a/1", "a/2"] * 2, object),
+                   epochs=1)
+
+
+# -- the model's own loss -----------------------------------------------------------------
+
+def test_srmcl_extra_terms_change_the_gradients_and_weight_zero_removes_them():
+    from mefeat.models import create_model
+    from mefeat.train.recipes import cross_entropy, model_loss
+
+    assert get_spec("srmcl").recipe.loss == "model"
+    x = torch.randn(3, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    y = torch.tensor([0, 1, 2])
+
+    def grads(loss_of, **options):
+        torch.manual_seed(0)
+        model = create_model("srmcl", **options).train()
+        torch.manual_seed(1)  # the same masks in every call
+        loss_of(model).backward()
+        return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten()
+                          for p in model.parameters()])
+
+    recipe = get_spec("srmcl").recipe
+    full = grads(lambda m: model_loss(m, x, y, "srmcl"))
+    ce_only = grads(lambda m: cross_entropy(m(x), y, recipe).mean())
+    zero = grads(lambda m: model_loss(m, x, y, "srmcl"), recon_weight=0.0, memory_weight=0.0)
+    assert not torch.allclose(full, ce_only)
+    torch.testing.assert_close(zero, ce_only)
+
+
+def test_the_trainer_calls_the_model_loss():
+    class OwnLoss(Recorder):
+        calls = 0
+
+        def forward_train(self, x):
+            return self(x)
+
+        def loss(self, out, y):
+            OwnLoss.calls += 1
+            return nn.functional.cross_entropy(out, y) * 0 + out.sum() * 0
+
+    name = "recipe_own_loss"
+    if name not in _REGISTRY:
+        register(name, view="test", input_shapes=((2, 8, 8),),
+                 recipe=_recipe(epochs=3, loss="model"))(
+            lambda *, num_classes=3: OwnLoss(num_classes=num_classes))
+    x, y, s = _data()
+    res = train_loso(name, x, y, s, fold_batch=3)
+    assert OwnLoss.calls == 3 * 3  # epochs × folds, one full batch each
+    assert "own loss" in res.settings["fold_batching"]
+
+
+# -- official epoch rules, against the official code's logic -----------------------------
+
+def _preds(epochs, folds, n_per, seed):
+    """Coarse per-epoch predictions (few samples, few patterns), so that ties are common."""
+    rng = np.random.default_rng(seed)
+    n = folds * n_per
+    labels = rng.integers(0, 3, n)
+    patterns = rng.integers(0, 3, (3, n))
+    preds = patterns[rng.integers(0, 3, epochs)]
+    # a few epochs where one fold is perfect (stops, thresholds)
+    for e in rng.choice(epochs, 3, replace=False):
+        preds[e, :n_per] = labels[:n_per]
+    fold_list = [(f"d/s{f}", np.arange(f * n_per, (f + 1) * n_per)) for f in range(folds)]
+    return preds, labels, fold_list
+
+
+def _ours(model, preds, labels, folds, epochs):
+    recipe = get_spec(model).recipe.replace(epochs=epochs)
+    return choose_epochs(rule_of("official", recipe), preds, list(range(1, epochs + 1)),
+                         labels, folds, 3, epochs)
+
+
+def _causalnet_official(accs):
+    # main_train.py:293-363
+    best, best_epoch = 0, None
+    for epoch, acc in enumerate(accs, 1):
+        if best < acc:
+            best, best_epoch = acc, epoch
+        if acc >= 1:
+            break
+    return best_epoch
+
+
+def _htnet_official(accs):
+    # main_HTNet.py:250-301
+    best, best_epoch = 0, None
+    for epoch, acc in enumerate(accs, 1):
+        if best <= acc:
+            best, best_epoch = acc, epoch
+    return best_epoch
+
+
+def _mmnet_f1(y, p):
+    # CASME2_3.py:553-572: per-class counts, mean over classes seen in labels or predictions
+    f1s = []
+    for cls in range(3):
+        pos_label = np.sum(p == cls)  # (the official names are swapped)
+        pos_pred = np.sum(y == cls)
+        tp = np.sum((p == cls) & (y == cls))
+        if pos_label + pos_pred:
+            f1s.append(2 * tp / (pos_pred + pos_label))
+    return float(np.mean(f1s))
+
+
+def _mmnet_official(f1s):
+    max_f1, best = 0, None
+    for epoch, f1 in enumerate(f1s, 1):
+        if f1 >= max_f1:
+            max_f1, best = f1, epoch
+    return best
+
+
+def _edmdbn_official(uf1s, patience=30, threshold=0.99):
+    # Lightning 1.9: ModelCheckpoint(monitor="uf1", mode="max") saves on a strict increase;
+    # EarlyStopping(stopping_threshold=0.99, patience=30) after the same validation.
+    best_ckpt, best_epoch = -math.inf, None
+    es_best, wait = -math.inf, 0
+    for epoch, f1 in enumerate(uf1s, 1):
+        if f1 > best_ckpt:
+            best_ckpt, best_epoch = f1, epoch
+        if f1 > threshold:
+            break
+        if f1 > es_best:
+            es_best, wait = f1, 0
+        else:
+            wait += 1
+            if wait >= patience:
+                break
+    return best_epoch
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_per_fold_official_rules_pick_what_the_official_code_picks(seed):
+    from sklearn.metrics import f1_score
+
+    epochs = 60
+    preds, labels, folds = _preds(epochs, 4, 4, seed)
+    for model, official, score in (
+        ("causalnet", _causalnet_official, lambda y, p: np.mean(y == p)),
+        ("htnet", _htnet_official, lambda y, p: np.mean(y == p)),
+        ("mmnet", _mmnet_official, _mmnet_f1),
+        # torchmetrics 0.9 macro F1 = sklearn's over the labels present
+        ("edmdbn", lambda s: _edmdbn_official(s, patience=5),
+         lambda y, p: f1_score(y, p, average="macro")),
+    ):
+        recipe = get_spec(model).recipe.replace(epochs=epochs)
+        if model == "edmdbn":  # a short patience, so that early stopping happens here
+            recipe = recipe.replace(selection=Selection(
+                "per-fold", metric="uf1", ties="earliest", stop=(">", 0.99), patience=5,
+                source="test"))
+        ours = choose_epochs(rule_of("official", recipe), preds, list(range(1, epochs + 1)),
+                             labels, folds, 3, epochs)
+        for subject, test in folds:
+            scores = [score(labels[test], preds[e, test]) for e in range(epochs)]
+            expected = official(scores)
+            if expected is None:  # CausalNet: every epoch at 0 adds no prediction; mefeat: 1
+                expected = 1
+            assert ours[subject] == expected, (model, subject)
+
+
+@pytest.mark.parametrize("model", ["offtanet", "dual_inception", "micro_attention",
+                                   "offapexnet"])
+def test_all_folds_rule_picks_what_the_offtanet_repository_picks(model):
+    from sklearn.metrics import recall_score
+
+    recipe = get_spec(model).recipe
+    epochs, step = recipe.epochs, recipe.selection.every
+    preds, labels, folds = _preds(epochs, 5, 3, seed=len(model))
+    # train.py:72-86, written out
+    observed_epochs = set(range(0, epochs, step))
+    results = [{e: recall_score(labels[t], preds[e, t], average="macro", zero_division=0)
+                for e in observed_epochs} for _, t in folds]
+
+    def mean_uar(epoch):
+        return np.mean(np.array([dic[epoch] for dic in results]))
+
+    e1 = sorted(list(observed_epochs), reverse=True, key=mean_uar)[0]
+    ours = _ours(model, preds, labels, folds, epochs)
+    assert set(ours.values()) == {e1 + 1}  # 0-based there, 1-based here
+
+
+def test_last_is_the_last_epoch():
+    preds, labels, folds = _preds(30, 3, 3, 0)
+    assert set(_ours("ststnet", preds, labels, folds, 30).values()) == {30}
+
+
+# -- refusals ------------------------------------------------------------------------------
+
+def test_a_recipe_field_nothing_executes_is_refused():
+    with pytest.raises(RecipeError, match=r"model 'bad_recipe'.*\['scheduler'\]"):
+        register("bad_recipe", view="test", input_shapes=((2,),),
+                 recipe={"optimizer": "adam", "lr": 1e-3, "epochs": 2, "scheduler": "step"})
+    with pytest.raises(RecipeError, match="schedule 'plateau'"):
+        register("bad_recipe", view="test", input_shapes=((2,),),
+                 recipe={"lr": 1e-3, "epochs": 2, "schedule": {"name": "plateau"}})
+    with pytest.raises(RecipeError, match="keyframe_jitter"):
+        register("bad_recipe", view="ststnet", input_shapes=((2,),),
+                 recipe=_recipe(keyframe_jitter=KeyframeJitter(0.1, 0.1, 0.1)))
+    with pytest.raises(RecipeError, match="shuffle"):
+        _recipe(sampler=ClassBalancedSampler(3, 2), shuffle=True)
+    with pytest.raises(RecipeError, match="precision"):
+        _recipe(precision="fp8")
+    assert "bad_recipe" not in _REGISTRY
+
+
+def test_overrides_are_recorded_as_overrides():
+    x, y, s = _data()
+    res = train_loso("recipe_recorder", x, y, s, epochs=2, lr=0.5, batch_size=4, folds=1)
+    assert res.settings["overrides"] == {"epochs": 2, "lr": 0.5, "batch_size": 4}
+    assert res.settings["recipe"]["lr"] == 0.5 and res.settings["recipe"]["epochs"] == 2
+
+
+def test_every_registered_recipe_round_trips_its_json_form():
+    from mefeat.models import list_models
+
+    zoo = [n for n in list_models() if get_spec(n).builder.__module__.startswith("mefeat.models.")]
+    assert len(zoo) == 10
+    for name in zoo:
+        r = get_spec(name).recipe
+        d = r.as_dict()
+        assert d["optimizer"] == r.optimizer.name and d["epochs"] == r.epochs
+        assert d["official_selection"]["rule"] and d["official_selection"]["source"]
+        assert isinstance(d["augmentation"], list)
+
+
+def test_a_stop_and_a_patience_end_a_fold_s_candidates():
+    from mefeat.train.selection import _fold_pick
+
+    def rule(**kw):
+        return Selection("per-fold", metric="acc", ties="earliest", source="test", **kw)
+
+    scores, epochs = [0.2, 0.6, 0.9], [1, 2, 3]
+    assert _fold_pick(rule(), scores, epochs) == 3
+    assert _fold_pick(rule(stop=(">=", 0.5)), scores, epochs) == 2  # recorded, then stopped
+    assert _fold_pick(rule(stop=(">", 0.6)), scores, epochs) == 3
+    assert _fold_pick(rule(patience=2), [0.5, 0.4, 0.4, 0.9], [1, 2, 3, 4]) == 1
+    assert _fold_pick(rule(patience=3), [0.5, 0.4, 0.4, 0.9], [1, 2, 3, 4]) == 4
