@@ -313,9 +313,17 @@ def model_loss(model: nn.Module, x: Any, target: Tensor, name: str) -> Tensor:
 
 
 class Precision:
-    """The recipe's precision: an autocast context and, for fp16, a gradient scaler."""
+    """The recipe's precision: an autocast context and, for fp16, a gradient scaler.
+
+    fp16 on a CPU runs as bf16 without a scaler, as PyTorch Lightning does for
+    ``precision=16`` on a CPU accelerator ("native AMP is not supported on CPU. Using
+    precision='bf16' instead"): CPUs have no fast float16 kernels (an EDMDBN step measured
+    95 s in fp16, 1.4 s in bf16, 2.5 s in fp32 on 2 cores).
+    """
 
     def __init__(self, precision: str, device: torch.device) -> None:
+        if precision == "fp16" and device.type == "cpu":
+            precision = "bf16"
         self.precision = precision
         self.device = device
         self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)

@@ -46,6 +46,7 @@ from mefeat.train import selection as sel
 from mefeat.train.context import Builder, DeviceJitter, FoldContext, fold_seed
 from mefeat.train.metrics import metrics_table
 from mefeat.train.recipes import (
+    Precision,
     TrainingError,
     apply_overrides,
     batching_blockers,
@@ -342,6 +343,7 @@ def train_loso(
         "workers": n_workers,
         "seed": run_seed,
         "memory_format": "channels_last" if channels_last else "contiguous",
+        "precision_run": Precision(r.precision, dev).precision,
     }
     result = LosoResult(
         model=model_name, selection=selection, epochs=r.epochs, seed=run_seed,

@@ -59,15 +59,17 @@ class ViewData:
         return loso_folds(self.subjects)
 
 
-def load_view(store: str | os.PathLike, *, variant: str = "gt", view: str,
+def load_view(store: str | os.PathLike, *, variant: str | None = None, view: str,
               options: dict[str, str] | None = None, jitter=None) -> ViewData:
     """Read the done samples of ``variant`` and build ``view``'s inputs for them.
 
-    ``options``: the view's named choices (``View.options``). ``jitter``: a recipe's
+    ``variant``: default the store's only variant, else ``gt``. ``options``: the view's named
+    choices (``View.options``). ``jitter``: a recipe's
     :class:`~mefeat.models.recipe.KeyframeJitter`; the result then also holds, under
     ``jitter``, the frames its training draws may take (views with a ``jitter`` function).
     """
     fs = FeatureStore.open(store)
+    variant = fs.pick_variant(variant)
     var = fs.variant(variant)
     v = get_view(view)
     opts = v.resolve_options(options)

@@ -1,0 +1,270 @@
+"""The GPU check in one command: every model's batched and one-at-a-time fold paths agree on
+CUDA, and CausalNet and HTNet train LOSO folds at their official recipes, timed against the
+official loops.
+
+On one H100 / H200 it finishes inside 8 minutes and writes ``OUT/gpu_check.json`` and
+``OUT/gpu_check.md``:
+
+1. for every registered model, a few training steps on the batched fold path (vmap) and on
+   the one-at-a-time path, both on CUDA, under plain SGD at the recipe's learning rate (the
+   rest of the recipe as it is): their logits agree within the CPU tests' tolerance (rtol
+   1e-4, atol 1e-5, TF32 off for this part) and nothing is NaN; a model whose recipe keeps
+   it off the batched path says why;
+2. CausalNet on the imported official CausalNet features by its recipe (Adam 5e-5, 200
+   epochs, full batch): as many LOSO folds as fit in ``--causalnet-seconds`` (all 68 if
+   they fit), seconds per fold against the official loop's 123.8 s (measured on one H200),
+   UF1 / UAR under ``last`` and the official rule on those folds;
+3. HTNet the same on the imported HTNet features with the per-sample MTCNN points
+   (``--htnet-seconds``), against the official 0.14-0.16 s an epoch (800 epochs);
+4. peak GPU memory, dtype, TF32 / bf16 settings, torch and CUDA versions.
+
+``--smoke`` runs the same steps on the CPU with 2 folds and 2 epochs, on a few light
+models and on the samples of 4 subjects (CausalNet's full-batch step on 435 samples takes
+45 s on 2 CPU cores); a default test runs it, so the script cannot rot while no GPU is at
+hand.
+
+    python benchmarks/gpu_check.py --out gpu-check            # on a GPU machine
+    python benchmarks/gpu_check.py --smoke --out /tmp/smoke   # anywhere
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "features"
+OFFICIAL = {  # the official loops on one H200, measured with their own scripts (issue 13)
+    "causalnet": {"seconds_per_fold": 123.8, "epochs": 200, "uf1": 0.8976, "uar": 0.9020},
+    "htnet": {"seconds_per_epoch": (0.14, 0.16), "epochs": 800, "uf1": 0.8603, "uar": 0.8475},
+}
+RTOL, ATOL = 1e-4, 1e-5  # tests/test_trainer.py's tolerance for the two paths
+# Options that switch a model's dropout off, so that the two paths draw nothing different.
+NO_DROPOUT = {"ststnet": {"dropout": 0.0}, "offapexnet": {"drop_rate": 0.0},
+              "micro_attention": {"drop_rate": 0.0}, "offtanet": {"drop_rate": 0.0}}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+SMOKE_MODELS = ("ststnet", "offapexnet", "offtanet", "mmnet")  # batched, channels-last, skipped
+
+
+def check_paths(device: torch.device, *, epochs: int, models=None) -> list[dict]:
+    """Each model: a few steps on both fold paths, logits compared."""
+    from mefeat.models import get_spec, list_models
+    from mefeat.train import train_loso
+    from mefeat.train.recipes import batching_blockers
+
+    zoo = models or [n for n in list_models()
+                     if get_spec(n).builder.__module__.startswith("mefeat.models.")]
+    rng = np.random.default_rng(0)
+    rows = []
+    for name in zoo:
+        spec = get_spec(name)
+        n = 12
+        xs = tuple(rng.normal(size=(n, *s)).astype(np.float32) for s in spec.input_shapes)
+        y = np.arange(n) % 3
+        subjects = np.array([f"d/s{i % 3}" for i in range(n)], dtype=object)
+        # Plain SGD at the recipe's learning rate: Adam turns the rounding noise of a bias
+        # before a BatchNorm (whose true gradient is 0) into full-size steps, so two correct
+        # paths drift apart under it (see tests/test_trainer.py's TinyNet).
+        from mefeat.models import Optimizer
+
+        recipe = spec.recipe.replace(keyframe_jitter=None, epochs=epochs,
+                                     optimizer=Optimizer("sgd", lr=spec.recipe.optimizer.lr))
+        row = {"model": name}
+        kw = dict(recipe=recipe, batch_size=4, device=str(device), seed=0,
+                  model_options=NO_DROPOUT.get(name, {}))
+        t0 = time.perf_counter()
+        one = train_loso(name, xs, y, subjects, fold_batch=1, **kw)
+        _sync(device)
+        row["one_at_a_time_s"] = time.perf_counter() - t0
+        row["nan"] = bool(np.isnan(one.logits).any())
+        blockers = batching_blockers(recipe)
+        if blockers:
+            row["batched"] = "skipped: " + "; ".join(blockers)
+        else:
+            t0 = time.perf_counter()
+            bat = train_loso(name, xs, y, subjects, fold_batch=3, **kw)
+            _sync(device)
+            row["batched_s"] = time.perf_counter() - t0
+            row["batched"] = bat.settings["fold_batching"]
+            row["nan"] = row["nan"] or bool(np.isnan(bat.logits).any())
+            diff = np.abs(bat.logits - one.logits)
+            row["max_abs_diff"] = float(diff.max())
+            row["agree"] = bool(np.allclose(bat.logits, one.logits, rtol=RTOL, atol=ATOL))
+        rows.append(row)
+        print(f"  {name}: {row}", file=sys.stderr, flush=True)
+    return rows
+
+
+def _import(folder: Path, fmt: str, store: Path, points: Path | None) -> None:
+    from mefeat.run.import_features import import_features
+
+    summary = import_features(folder, fmt=fmt, store=store, points=points)
+    if summary.failed:
+        raise SystemExit(f"{folder}: {len(summary.failed)} samples failed to import")
+
+
+def loso_timing(model: str, store: Path, device: torch.device, *, budget_s: float,
+                epochs: int | None, max_folds: int | None, subjects: int | None = None) -> dict:
+    """As many folds of ``model`` as fit in ``budget_s``, by its recipe; timing and scores.
+    ``subjects``: use only the samples of the first that many subjects (the smoke run)."""
+    from dataclasses import replace
+
+    from mefeat.models import get_spec
+    from mefeat.train import train_loso
+    from mefeat.views.data import load_view
+
+    data = load_view(store, view=get_spec(model).view)
+    if subjects:
+        keep = np.isin(data.subjects, sorted(set(data.subjects))[:subjects])
+        data = replace(data, inputs=tuple(x[keep] for x in data.inputs),
+                       labels=data.labels[keep], keys=data.keys[keep],
+                       subjects=data.subjects[keep], datasets=data.datasets[keep])
+    subjects = sorted(set(data.subjects))
+    kw = dict(epochs=epochs, selection="official", device=str(device), seed=0,
+              num_classes=data.num_classes)
+    # A first group of folds sets the pace; the rest of the budget decides how many more.
+    first = subjects[: min(len(subjects), max_folds or 8, 8)]
+    t0 = time.perf_counter()
+    res = train_loso(model, data.inputs, data.labels, data.subjects, folds=first, **kw)
+    _sync(device)
+    spent = time.perf_counter() - t0
+    per_fold = spent / len(first)
+    more = int(max(0, budget_s - spent) // max(per_fold, 1e-9))
+    rest = subjects[len(first): len(first) + more]
+    if max_folds:
+        rest = rest[: max(0, max_folds - len(first))]
+    results = [res]
+    if rest:
+        t1 = time.perf_counter()
+        results.append(train_loso(model, data.inputs, data.labels, data.subjects, folds=rest,
+                                  **kw))
+        _sync(device)
+        spent += time.perf_counter() - t1
+    folds_run = len(first) + len(rest)
+    out = {"model": model, "folds": folds_run, "folds_total": len(subjects),
+           "epochs": res.epochs, "wall_s": spent, "s_per_fold": spent / folds_run,
+           "fold_batching": res.settings["fold_batching"],
+           "extrapolated_68_folds_min": spent / folds_run * len(subjects) / 60}
+    import pandas as pd
+
+    from mefeat.train import metrics_table
+
+    for policy in ("last", "official"):
+        preds = pd.concat([r.predictions_for(policy) for r in results])
+        m = metrics_table(preds, data.num_classes)["overall"]
+        out[policy] = {"uf1": m["uf1"], "uar": m["uar"], "acc": m["acc"]}
+    return out
+
+
+def official_seconds(model: str, epochs: int) -> float:
+    """The official loop's seconds for one fold of ``epochs`` epochs (mid-range)."""
+    off = OFFICIAL[model]
+    if "seconds_per_fold" in off:
+        return off["seconds_per_fold"] * epochs / off["epochs"]
+    lo, hi = off["seconds_per_epoch"]
+    return (lo + hi) / 2 * epochs
+
+
+def environment(device: torch.device) -> dict:
+    env = {"torch": torch.__version__, "cuda": torch.version.cuda, "device": str(device),
+           "dtype": "float32",
+           "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+           "tf32_cudnn": torch.backends.cudnn.allow_tf32,
+           "float32_matmul_precision": torch.get_float32_matmul_precision(),
+           "bf16_autocast": "only in recipes with precision bf16 (none by default)"}
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+        env["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+    return env
+
+
+def markdown(report: dict) -> str:
+    lines = ["# GPU check", "", f"Device: {report['environment'].get('gpu', 'cpu')}, torch "
+             f"{report['environment']['torch']}, CUDA {report['environment']['cuda']}.", "",
+             "## Fold paths", "", "| model | batched path | max abs diff | agree | NaN |",
+             "|---|---|---|---|---|"]
+    for r in report["paths"]:
+        lines.append(f"| {r['model']} | {r['batched']} | {r.get('max_abs_diff', '—')} | "
+                     f"{r.get('agree', '—')} | {r['nan']} |")
+    lines += ["", "## LOSO at the official recipes", "",
+              "| model | folds | s / fold | official loop | ratio | last UF1 / UAR | "
+              "official UF1 / UAR | published UF1 / UAR |", "|---|---|---|---|---|---|---|---|"]
+    for r in report["loso"]:
+        off = OFFICIAL[r["model"]]
+        ref = official_seconds(r["model"], r["epochs"])
+        if "seconds_per_fold" in off:
+            ref_text = f"{off['seconds_per_fold']:.1f} s / {off['epochs']}-epoch fold"
+        else:
+            lo, hi = off["seconds_per_epoch"]
+            ref_text = f"{lo}-{hi} s / epoch"
+        lines.append(
+            f"| {r['model']} | {r['folds']}/{r['folds_total']} | {r['s_per_fold']:.2f} | "
+            f"{ref_text} | {ref / r['s_per_fold']:.1f}× | {r['last']['uf1']:.4f} / "
+            f"{r['last']['uar']:.4f} | {r['official']['uf1']:.4f} / {r['official']['uar']:.4f} "
+            f"| {off['uf1']} / {off['uar']} |")
+    env = report["environment"]
+    lines += ["", f"Peak GPU memory: {env.get('peak_memory_gib', 0):.2f} GiB; dtype "
+              f"{env['dtype']}; TF32 matmul {env['tf32_matmul']}, cuDNN {env['tf32_cudnn']}; "
+              f"wall {report['wall_s']:.0f} s.", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--data", type=Path, default=DATA, help="the shared features folder")
+    ap.add_argument("--smoke", action="store_true", help="CPU, 2 folds, 2 epochs")
+    ap.add_argument("--causalnet-seconds", type=float, default=180.0)
+    ap.add_argument("--htnet-seconds", type=float, default=120.0)
+    args = ap.parse_args(argv)
+
+    t_start = time.perf_counter()
+    if args.smoke:
+        device, epochs, max_folds = torch.device("cpu"), 2, 2
+    else:
+        if not torch.cuda.is_available():
+            raise SystemExit("no CUDA device: run with --smoke for the CPU version")
+        device, epochs, max_folds = torch.device("cuda"), None, None
+    args.out.mkdir(parents=True, exist_ok=True)
+    report: dict = {"smoke": args.smoke}
+    # The two paths are compared in full float32 (TF32 would round differently per shape).
+    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    report["paths"] = check_paths(device, epochs=2, models=SMOKE_MODELS if args.smoke else None)
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+    with tempfile.TemporaryDirectory() as tmp:
+        cn, ht = Path(tmp) / "causalnet.zarr", Path(tmp) / "htnet.zarr"
+        _import(args.data / "cde28_causalnet", "causalnet", cn, None)
+        _import(args.data / "cde28_htnet", "htnet", ht, args.data / "cde28_htnet_mtcnn_points.csv")
+        subjects = 4 if args.smoke else None
+        report["loso"] = [
+            loso_timing("causalnet", cn, device, budget_s=args.causalnet_seconds,
+                        epochs=epochs, max_folds=max_folds, subjects=subjects),
+            loso_timing("htnet", ht, device, budget_s=args.htnet_seconds, epochs=epochs,
+                        max_folds=max_folds, subjects=subjects),
+        ]
+    for r in report["loso"]:
+        r["official_s_per_fold"] = official_seconds(r["model"], r["epochs"])
+        r["ratio_to_official"] = r["official_s_per_fold"] / r["s_per_fold"]
+    report["environment"] = environment(device)
+    report["wall_s"] = time.perf_counter() - t_start
+    (args.out / "gpu_check.json").write_text(json.dumps(report, indent=1, default=str))
+    (args.out / "gpu_check.md").write_text(markdown(report))
+    print(markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

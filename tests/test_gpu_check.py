@@ -1,0 +1,33 @@
+"""benchmarks/gpu_check.py --smoke: the GPU check's script runs end to end on the CPU (2 folds,
+2 epochs), so it cannot rot while no GPU is at hand."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_gpu_check_smoke_runs_end_to_end(shared_data, tmp_path):
+    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--smoke",
+                          "--out", str(tmp_path), "--data", str(shared_data / "features")],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    paths = {r["model"]: r for r in report["paths"]}
+    assert set(paths) == {"ststnet", "offapexnet", "offtanet", "mmnet"}
+    for name in ("ststnet", "offapexnet", "offtanet"):
+        assert paths[name]["agree"] and paths[name]["batched"].startswith("batched (vmap)")
+    assert paths["mmnet"]["batched"].startswith("skipped: ")
+    assert not any(r["nan"] for r in report["paths"])
+    loso = {r["model"]: r for r in report["loso"]}
+    assert set(loso) == {"causalnet", "htnet"}
+    for r in loso.values():
+        assert r["folds"] == 2 and r["epochs"] == 2
+        assert 0 <= r["last"]["uf1"] <= 1 and 0 <= r["official"]["uar"] <= 1
+        assert r["ratio_to_official"] > 0
+    md = (tmp_path / "gpu_check.md").read_text()
+    assert "| causalnet | 2/4 |" in md and "Peak GPU memory" in md
