@@ -4,7 +4,9 @@
 overrides) ``runs`` times, and hands the predictions to ``mefeat.report.train``:
 ``metrics.json``, ``predictions.csv`` (key, dataset, subject, label, prediction, epoch,
 fold, run), the confusion matrix; and, for the last run, one safetensors checkpoint per
-held-out subject (``evaluate`` and ``predict`` read them back).
+held-out subject in ``checkpoints/`` with ``checkpoints/run.json`` (model, view and view
+options, model options, classes, the recipe, and how the store's variant was made: its
+settings and size, the alignment), which ``evaluate`` and ``predict`` read back.
 """
 
 from __future__ import annotations
@@ -52,7 +54,11 @@ def run_training(
     from mefeat.train.trainer import train_loso
 
     spec = get_spec(model)
-    variant = FeatureStore.open(store).pick_variant(variant)
+    fs = FeatureStore.open(store)
+    variant = fs.pick_variant(variant)
+    made_with = {"variant_settings": fs.variant(variant).attrs.get("settings", {}),
+                 "variant_size": fs.variant(variant).attrs.get("size"),
+                 "align": fs.config.get("align"), "dataset": fs.config.get("dataset")}
     jitter = spec.recipe and spec.recipe.keyframe_jitter
     data = load_view(store, variant=variant, view=spec.view, options=view_options,
                      jitter=jitter)
@@ -89,7 +95,7 @@ def run_training(
             "selection_notes": {p: sel.note(p, first.recipe) for p in policies},
             "epochs": first.epochs, "settings": first.settings,
             "model_options": model_options or {}, "view_options": data.options,
-            "official_format": data.official_format}
+            "official_format": data.official_format, "store_settings": made_with}
     out = Path(out)
     metrics = write_reports(out, data.classes, len(data), rows, per_run, meta, per_policy)
     _save_fold_weights(out, results[-1], model, {**meta, "classes": list(data.classes)})
@@ -137,7 +143,8 @@ def _save_fold_weights(out: Path, result, model: str, meta: dict[str, Any]) -> N
         {"model": model, "view": meta["view"], "variant": meta["variant"],
          "model_options": meta["model_options"], "view_options": meta["view_options"],
          "classes": meta["classes"], "num_classes": result.num_classes,
-         "recipe": meta["settings"]["recipe"]}, indent=1))
+         "recipe": meta["settings"]["recipe"], "official_format": meta["official_format"],
+         **meta["store_settings"]}, indent=1))
 
 
 def _find_checkpoint(folder: Path, subject: str) -> Path:
