@@ -137,6 +137,8 @@ def run_demo(
     ds = build_demo(out, subjects=subjects, clips=clips)
     yield f"demo dataset: {len(ds.apex)} clips of {subjects} subjects in {ds.root}"
     store = out / "features.zarr"
+    if store.exists():  # a second `mefeat demo` in the same folder (the same clips)
+        yield f"resuming the existing store {store} (its samples are the demo's own)"
     summary = extract(ds.root, dataset="casme2", annotations=ds.annotations, store=store,
                       label_scheme="casme2-5", workers=workers)
     yield from summary.lines()

@@ -598,7 +598,9 @@ def store_annotations_edited(store, base):
     wb = load_workbook(ann)
     wb.active["I2"] = "happiness"
     wb.save(ann)
-    return dict(size=SIZE, annotations=ann), r"annotations_sha256: store has '[0-9a-f]{64}'"
+    return dict(size=SIZE, annotations=ann), (
+        r"the annotations changed for 1 sample\(s\): casme2/sub01/EP01_01 \(emotion: store has "
+        r"'\w+', now 'happiness'\); use another --store")
 
 
 def store_not_a_store(store, base):

@@ -161,3 +161,29 @@ def test_cli_errors_are_one_line(tmp_path):
     res = runner.invoke(cli, ["extract", str(tmp_path), "--dataset", "casme2",
                               "--annotations", str(bad), "--store", str(tmp_path / "s.zarr")])
     assert res.exit_code == 1 and "ApexFrame" in res.output and str(bad) in res.output
+
+
+def test_a_resaved_spreadsheet_with_the_same_content_resumes(demo_data, demo_store, tmp_path):
+    from openpyxl import load_workbook
+
+    store = tmp_path / "s.zarr"
+    shutil.copytree(demo_store, store)
+    resaved = tmp_path / "resaved.xlsx"
+    wb = load_workbook(demo_data.annotations)
+    wb.properties.creator = "someone else"  # other bytes, the same annotations
+    wb.save(resaved)
+    assert resaved.read_bytes() != demo_data.annotations.read_bytes()
+    summary = extract(demo_data.root, dataset="casme2", annotations=resaved, store=store,
+                      label_scheme="casme2-5", size=SIZE, progress=False)
+    assert len(summary.resumed) == 6 and not summary.done and not summary.failed
+
+
+def test_demo_twice_in_one_folder_resumes(tmp_path):
+    args = ["demo", "--out", str(tmp_path / "d"), "--subjects", "2", "--clips", "2",
+            "--no-train", "--workers", "1"]
+    first = CliRunner().invoke(cli, args)
+    assert first.exit_code == 0, first.output
+    second = CliRunner().invoke(cli, args)
+    assert second.exit_code == 0, second.output
+    assert "resuming the existing store" in second.output
+    assert "done 0, already done 4" in second.output

@@ -30,8 +30,9 @@ def show_sample(store: str | os.PathLike, key: str, *, variant: str | None = Non
     if not var.done()[i]:
         raise StoreError(f"{store}: sample {key} has no finished {variant!r} features yet")
     frames, landmarks = fs.read_frames(key)
-    onset, apex, offset = (int(x) for x in var.group["keyframes"][i])
-    g = var.group
+    names = ("keyframes", *(f"{m}_{p}" for m in ("flow", "strain", "dir") for p in ("oa", "ao")))
+    g = var.read_sample(i, names)
+    onset, apex, offset = (int(x) for x in g["keyframes"])
     fig, axes = plt.subplots(3, 4, figsize=(12, 9))
     for ax, (title, idx) in zip(axes[0, :3], (("onset", onset), ("apex", apex),
                                                ("offset", offset)), strict=True):
@@ -41,15 +42,15 @@ def show_sample(store: str | os.PathLike, key: str, *, variant: str | None = Non
     axes[0, 3].imshow(np.abs(frames[apex].astype(int) - frames[onset].astype(int)), cmap="magma")
     axes[0, 3].set_title("|apex − onset|")
     for row, phase in ((1, "oa"), (2, "ao")):
-        flow = g[f"flow_{phase}"][i].astype(np.float32)
+        flow = g[f"flow_{phase}"].astype(np.float32)
         lim = float(np.abs(flow).max()) or 1.0
         axes[row, 0].imshow(flow[0], cmap="coolwarm", vmin=-lim, vmax=lim)
         axes[row, 0].set_title(f"u ({phase})")
         axes[row, 1].imshow(flow[1], cmap="coolwarm", vmin=-lim, vmax=lim)
         axes[row, 1].set_title(f"v ({phase})")
-        axes[row, 2].imshow(g[f"strain_{phase}"][i][0], cmap="viridis")
+        axes[row, 2].imshow(g[f"strain_{phase}"][0], cmap="viridis")
         axes[row, 2].set_title(f"optical strain ({phase})")
-        axes[row, 3].imshow(g[f"dir_{phase}"][i].transpose(1, 2, 0)[..., ::-1])  # BGR → RGB
+        axes[row, 3].imshow(g[f"dir_{phase}"].transpose(1, 2, 0)[..., ::-1])  # BGR → RGB
         axes[row, 3].set_title(f"direction map ({phase})")
     for ax in axes.ravel():
         ax.set_axis_off()

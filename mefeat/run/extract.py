@@ -25,8 +25,8 @@ from mefeat.flow import prepare_flow
 from mefeat.flow.features import clip_features
 from mefeat.frames import check_keyframes, read_clip
 from mefeat.keyframes import KeyFrames, parse_policy
-from mefeat.provenance import file_sha256, versions
-from mefeat.store import FeatureStore
+from mefeat.provenance import versions
+from mefeat.store import FeatureStore, annotations_fingerprint
 
 
 @dataclass
@@ -177,7 +177,9 @@ def extract(
     align = AlignConfig(size=size)
     config = {
         "dataset": dataset,
-        "annotations_sha256": file_sha256(annotations),
+        # the annotations as read, not the file's bytes: a re-saved spreadsheet with the same
+        # content resumes the store, a changed one is refused naming the samples
+        "annotations": annotations_fingerprint(samples),
         "label_scheme": label_scheme,
         "align": align.as_dict(),
     }
@@ -228,7 +230,7 @@ def _extract(store, samples, dropped, config, align, *, flow, flow_params, flow_
         store, samples, config, provenance=versions()
     ) as fs:
         if new_attrs:
-            fs.group.attrs.update(new_attrs)
+            fs.set_info(**new_attrs)
         variants = {}
         for pol in policies:
             name = variant_name(pol.name, flow, flow_size)

@@ -5,6 +5,13 @@ variants. Writes are per sample and a sample counts only once its ``done`` flag 
 a killed extraction leaves nothing half-written that a reader would believe.
 """
 
-from .feature_store import SCHEMA_VERSION, FeatureStore, Variant, fingerprint
+from .feature_store import (
+    SCHEMA_VERSION,
+    FeatureStore,
+    Variant,
+    annotations_fingerprint,
+    fingerprint,
+)
 
-__all__ = ["SCHEMA_VERSION", "FeatureStore", "Variant", "fingerprint"]
+__all__ = ["SCHEMA_VERSION", "FeatureStore", "Variant", "annotations_fingerprint",
+           "fingerprint"]

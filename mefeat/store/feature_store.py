@@ -59,7 +59,19 @@ MAPS: dict[str, tuple[int, str]] = {
 }
 
 
-def fingerprint(config: dict[str, Any]) -> str:
+def annotation_record(s: Sample) -> dict[str, Any]:
+    """What a store keeps of a sample's annotation (its fingerprint covers these)."""
+    return {"onset_frame": s.onset_frame, "apex_frame": s.apex_frame,
+            "offset_frame": s.offset_frame, "n_frames": s.n_frames, "emotion": s.emotion,
+            "label": -1 if s.label is None else s.label}
+
+
+def annotations_fingerprint(samples: Sequence[Sample]) -> str:
+    """A hash of the annotations as read: every sample's key and ``annotation_record``."""
+    return fingerprint([[s.key, annotation_record(s)] for s in samples])
+
+
+def fingerprint(config: Any) -> str:
     """Stable short hash of a JSON-able configuration."""
     blob = json.dumps(config, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
@@ -189,7 +201,9 @@ class FeatureStore:
             if exists:
                 store = cls.open(path, mode="r+")
                 store._lock = lock
-                store._check_config(config)
+                # The settings first (a new label scheme changes every label), then the
+                # samples, whose check names the ones whose annotation changed.
+                store._check_config(config, but=("annotations",))
                 store._check_samples(samples)
                 return store
             # "a", not "w": "w" would delete the lock file we hold. An interrupted creation
@@ -264,8 +278,13 @@ class FeatureStore:
             }
         )
 
-    def _check_config(self, config: dict[str, Any]) -> None:
-        old = self.config
+    def _check_config(self, config: dict[str, Any], *, but: Sequence[str] = ()) -> None:
+        """Refuse other settings than the store's (keys in ``but`` left to other checks)."""
+        # Stores of earlier mefeat fingerprinted the annotation file's bytes; the samples as
+        # read (``_check_samples``) are what counts.
+        skip = {*but, "annotations_sha256"}
+        old = {k: v for k, v in self.config.items() if k not in skip}
+        config = {k: v for k, v in config.items() if k not in skip}
         if fingerprint(old) != fingerprint(config):
             diffs = "; ".join(_config_diff(old, config))
             raise StoreError(
@@ -274,6 +293,8 @@ class FeatureStore:
             )
 
     def _check_samples(self, samples: Sequence[Sample]) -> None:
+        """The samples as read must be the store's: the same keys, and for each the same
+        key frames, frame count, emotion and label (what the store was made from)."""
         keys = list(self.column("key"))
         new = [s.key for s in samples]
         if keys != new:
@@ -284,6 +305,23 @@ class FeatureStore:
                 f"{len(new)} now; new e.g. {missing}, gone e.g. {extra}); the annotations "
                 "or the dataset folder changed: use another --store"
             )
+        table = self.table()
+        changed = []
+        for i, s in enumerate(samples):
+            row = annotation_record(s)
+            stored = {k: table[k][i].item() if hasattr(table[k][i], "item") else table[k][i]
+                      for k in row}
+            diffs = [f"{k}: store has {stored[k]!r}, now {v!r}" for k, v in row.items()
+                     if stored[k] != v]
+            if diffs:
+                changed.append(f"{s.key} ({'; '.join(diffs)})")
+        if changed:
+            shown = "; ".join(changed[:5]) + (f"; … {len(changed) - 5} more"
+                                               if len(changed) > 5 else "")
+            raise StoreError(
+                f"{self.path}: the annotations changed for {len(changed)} sample(s): {shown}; "
+                "use another --store, or the annotations the store was made with"
+            )
 
     # -- metadata ----------------------------------------------------------------------
     @property
@@ -293,6 +331,17 @@ class FeatureStore:
     @property
     def config(self) -> dict[str, Any]:
         return self.attrs.get("config", {})
+
+    def set_info(self, *, dropped: list[dict] | None = None,
+                 classes: Sequence[str] | None = None) -> None:
+        """Record the rows the reader left out (``dropped``) and the label scheme's class
+        names (``classes``), as the store's attributes of those names."""
+        info: dict[str, Any] = {}
+        if dropped is not None:
+            info["dropped"] = list(dropped)
+        if classes is not None:
+            info["classes"] = list(classes)
+        self.group.attrs.update(info)
 
     def column(self, name: str) -> np.ndarray:
         if name not in _SAMPLE_COLUMNS:
@@ -555,6 +604,14 @@ class Variant:
         for name, value in arrays.items():
             self._array(name).set_orthogonal_selection((idx,), value)
         self._array("done").set_orthogonal_selection((idx,), np.ones(len(idx), bool))
+
+    def has(self, name: str) -> bool:
+        """Whether this variant holds an array called ``name``."""
+        return name in self.group
+
+    def read_sample(self, index: int, names: Iterable[str]) -> dict[str, np.ndarray]:
+        """One sample's arrays ``names`` (its row of each), done or not."""
+        return {name: self.group[name][index] for name in names}
 
     def read(self, names: Iterable[str], *, only_done: bool = True) -> tuple[np.ndarray, dict]:
         """Bulk-read arrays ``names``; returns (sample indices, {name: array})."""

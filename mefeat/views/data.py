@@ -81,7 +81,7 @@ def load_view(store: str | os.PathLike, *, variant: str | None = None, view: str
                 f"{store}: variant {variant!r} holds official {fmt} images, which view "
                 f"{view!r} cannot use; extract flows with `mefeat extract` for this model"
             )
-        names = list(v.official_arrays) + (["points"] if "points" in var.group else [])
+        names = list(v.official_arrays) + (["points"] if var.has("points") else [])
         idx, arrays = var.read(names)
         if jitter is not None:
             raise StoreError(f"{store}: variant {variant!r} holds official images, no aligned "
