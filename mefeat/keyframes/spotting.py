@@ -34,6 +34,7 @@ import cv2
 import numpy as np
 
 from mefeat.errors import MefeatError
+from mefeat.flow import farneback
 
 # Settings of each method, recorded in the store by the ``spot`` key-frame policy. The
 # keys named in _TUNABLE are passed to the curve function by spot_apex, so what is
@@ -132,11 +133,7 @@ def flowpeak_curve(frames: np.ndarray, onset: int, offset: int, *, size: int = 1
     ref = small[0]
     curve = np.zeros(len(small))
     for i in range(1, len(small)):
-        flow = cv2.calcOpticalFlowFarneback(
-            ref, small[i], None, fb["pyr_scale"], fb["levels"], fb["winsize"],
-            fb["iterations"], fb["poly_n"], fb["poly_sigma"], 0,
-        )
-        inside = flow[mask]
+        inside = farneback(ref, small[i], **fb)[mask]
         inside = inside - np.median(inside, axis=0)
         curve[i] = float(np.hypot(inside[:, 0], inside[:, 1]).mean())
     return curve
