@@ -70,7 +70,7 @@ from torch import Tensor, nn
 
 from mefeat.errors import ModelError
 
-from .htnet import PatchToChannels, Transformer, _from_blocks, _to_blocks, aggregate
+from .nest import nest_geometry, nest_level, patch_embedding, run_levels
 from .recipe import (
     Optimizer,
     Recipe,
@@ -365,26 +365,16 @@ class CausalNet(nn.Module):
         head_hidden: int = 2048,
     ) -> None:
         super().__init__()
-        if image_size % patch_size:
-            raise ModelError(
-                f"causalnet: image_size {image_size} is not a multiple of patch size {patch_size}"
-            )
-        if isinstance(block_repeats, int):
-            block_repeats = (block_repeats,) * num_hierarchies
-        block_repeats = tuple(block_repeats)
-        if len(block_repeats) != num_hierarchies or min(block_repeats) < 1:
-            raise ModelError(
-                f"causalnet: depths {block_repeats} needs one depth >= 1 per hierarchy level "
-                f"({num_hierarchies})"
-            )
-        fmap_size = image_size // patch_size
-        blocks = 2 ** (num_hierarchies - 1)
-        if fmap_size != blocks:
+        geom = nest_geometry("causalnet", image_size=image_size, patch_size=patch_size,
+                             num_hierarchies=num_hierarchies, dim=dim, heads=heads,
+                             block_repeats=block_repeats)
+        block_repeats = geom.depths
+        if geom.fmap_size != geom.blocks:
             # The encoders must end on a 1×1 map, whose channels become the 2×2 region grid.
             raise ModelError(
-                f"causalnet: {image_size}/{patch_size} gives a {fmap_size}×{fmap_size} token "
-                f"map; {num_hierarchies} hierarchy levels need it to be {blocks}×{blocks} "
-                "(the official 28/7 with 3 levels)"
+                f"causalnet: {image_size}/{patch_size} gives a {geom.fmap_size}×"
+                f"{geom.fmap_size} token map; {num_hierarchies} hierarchy levels need it to be "
+                f"{geom.blocks}×{geom.blocks} (the official 28/7 with 3 levels)"
             )
         if block_length < 1:
             raise ModelError(f"causalnet: block_length must be >= 1, got {block_length}")
@@ -393,11 +383,7 @@ class CausalNet(nn.Module):
                 f"causalnet: cross_attention must be one of {CROSS_ATTENTION_KINDS}, "
                 f"got {cross_attention!r}"
             )
-        seq_len = (fmap_size // blocks) ** 2
-        mults = [2**i for i in range(num_hierarchies)]
-        layer_heads = [m * heads for m in mults]
-        layer_dims = [m * dim for m in mults]
-        dims_out = [*layer_dims[1:], layer_dims[-1]]
+        layer_dims = geom.dims
         if layer_dims[-1] % 4:
             raise ModelError(
                 f"causalnet: the last encoder width {layer_dims[-1]} must split "
@@ -412,34 +398,17 @@ class CausalNet(nn.Module):
         self.cross_attention = cross_attention
         self.block_length = block_length
 
-        def embedding() -> nn.Sequential:
-            return nn.Sequential(
-                PatchToChannels(patch_size), nn.Conv2d(channels * patch_size**2, dim, 1)
-            )
-
-        def level(i: int) -> nn.ModuleList:
-            return nn.ModuleList(
-                [
-                    Transformer(
-                        layer_dims[i], seq_len, block_repeats[i], layer_heads[i], mlp_mult, dropout
-                    ),
-                    nn.Identity()
-                    if i == num_hierarchies - 1
-                    else aggregate(layer_dims[i], dims_out[i]),
-                ]
-            )
-
         # Flow encoder (to_patch_embedding, layers), shared by the onset→apex and apex→offset
         # flow images; direction encoder (to_patch_embedding1, layers1), shared by the two
         # direction maps. Built in the official order (levels interleaved), so that the same
         # seed gives the same initial weights as Models.py.
-        self.to_patch_embedding = embedding()
-        self.to_patch_embedding1 = embedding()
+        self.to_patch_embedding = patch_embedding(patch_size, channels, dim)
+        self.to_patch_embedding1 = patch_embedding(patch_size, channels, dim)
         self.layers = nn.ModuleList()
         self.layers1 = nn.ModuleList()
         for i in range(num_hierarchies):
-            self.layers.append(level(i))
-            self.layers1.append(level(i))
+            self.layers.append(nest_level(geom, i, mlp_mult, dropout))
+            self.layers1.append(nest_level(geom, i, mlp_mult, dropout))
 
         self.CrossAttention = MotionPositionModule(
             self.fusion_dim,
@@ -467,11 +436,7 @@ class CausalNet(nn.Module):
     @staticmethod
     def _encode(x: Tensor, embed: nn.Module, levels: nn.ModuleList) -> Tensor:
         """(B, 3, 28, 28) image -> (B, 4, C) region tokens."""
-        x = embed(x)
-        n_levels = len(levels)
-        for i, (transformer, agg) in enumerate(levels):
-            n = 2 ** (n_levels - 1 - i)
-            x = agg(_from_blocks(transformer(_to_blocks(x, n)), n))
+        x = run_levels(embed(x), levels)
         # (B, 4C, 1, 1) read as (B, C, 2, 2), tokens in row-major grid order.
         b = x.shape[0]
         return x.reshape(b, -1, 4).transpose(1, 2)

@@ -12,7 +12,9 @@ import torch
 
 from mefeat.errors import ModelError
 from mefeat.models import count_params, create_model, get_spec
-from mefeat.models.htnet import Attention, PatchToChannels, _from_blocks, _to_blocks
+from mefeat.models.nest import Attention, PatchToChannels
+from mefeat.models.nest import from_blocks as _from_blocks
+from mefeat.models.nest import to_blocks as _to_blocks
 
 # builder options -> parameter count of the official HTNet(...) with the same settings.
 OFFICIAL_PARAMS = {

@@ -1,0 +1,236 @@
+"""NesT, the nested hierarchical transformer HTNet and CausalNet are built on.
+
+lucidrains' NesT with convolutional 1×1 attention, as the official HTNet ``Model.py``
+(github.com/wangzhifengharrison/HTNet) and CausalNet ``Models.py``
+(github.com/tony19980810/CausalNet) use it: an image is cut into patches that become the
+channels of a token map (``PatchToChannels`` + 1×1 conv), and each hierarchy level runs a
+transformer inside each block of tokens (``to_blocks`` / ``from_blocks``), then aggregates
+the blocks (3×3 conv, channel layer norm, 2× max pool). Parameter names follow the official
+code, so official state dicts load unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from mefeat.errors import ModelError
+
+__all__ = [
+    "Attention",
+    "ChannelLayerNorm",
+    "FeedForward",
+    "GlobalMean",
+    "NestGeometry",
+    "PatchToChannels",
+    "PreNorm",
+    "Transformer",
+    "aggregate",
+    "from_blocks",
+    "nest_geometry",
+    "nest_level",
+    "patch_embedding",
+    "run_levels",
+    "to_blocks",
+]
+
+
+class ChannelLayerNorm(nn.Module):
+    """Layer norm over the channel axis of a (B, C, H, W) map (official ``LayerNorm``)."""
+
+    def __init__(self, dim: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.g = nn.Parameter(torch.ones(1, dim, 1, 1))
+        self.b = nn.Parameter(torch.zeros(1, dim, 1, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        var = torch.var(x, dim=1, unbiased=False, keepdim=True)
+        mean = torch.mean(x, dim=1, keepdim=True)
+        return (x - mean) / (var + self.eps).sqrt() * self.g + self.b
+
+
+class PreNorm(nn.Module):
+    def __init__(self, dim: int, fn: nn.Module) -> None:
+        super().__init__()
+        self.norm = ChannelLayerNorm(dim)
+        self.fn = fn
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fn(self.norm(x))
+
+
+class FeedForward(nn.Module):
+    def __init__(self, dim: int, mlp_mult: int = 4, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(dim, dim * mlp_mult, 1),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Conv2d(dim * mlp_mult, dim, 1),
+            nn.Dropout(dropout),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention over the H·W positions of a map, with 1×1 conv projections.
+
+    As in the official code, ``dim_head = dim // heads`` so that ``inner_dim`` may be smaller
+    than ``dim`` (255 for dim=256, heads=3).
+    """
+
+    def __init__(self, dim: int, heads: int = 8, dropout: float = 0.0) -> None:
+        super().__init__()
+        dim_head = dim // heads
+        inner_dim = dim_head * heads
+        self.heads = heads
+        self.scale = dim_head**-0.5
+        self.attend = nn.Softmax(dim=-1)
+        self.dropout = nn.Dropout(dropout)
+        self.to_qkv = nn.Conv2d(dim, inner_dim * 3, 1, bias=False)
+        self.to_out = nn.Sequential(nn.Conv2d(inner_dim, dim, 1), nn.Dropout(dropout))
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, _, h, w = x.shape
+        q, k, v = self.to_qkv(x).chunk(3, dim=1)
+
+        def split_heads(t: Tensor) -> Tensor:
+            # (B, heads*d, H, W) -> (B, heads, H*W, d); channel index = head*d + j.
+            return t.reshape(b, self.heads, -1, h * w).transpose(-1, -2)
+
+        q, k, v = split_heads(q), split_heads(k), split_heads(v)
+        attn = self.dropout(self.attend(q @ k.transpose(-1, -2) * self.scale))
+        out = (attn @ v).transpose(-1, -2).reshape(b, -1, h, w)
+        return self.to_out(out)
+
+
+def aggregate(dim: int, dim_out: int) -> nn.Sequential:
+    """Block aggregation between hierarchy levels: conv, channel layer norm, 2× max pool."""
+    return nn.Sequential(
+        nn.Conv2d(dim, dim_out, 3, padding=1),
+        ChannelLayerNorm(dim_out),
+        nn.MaxPool2d(3, stride=2, padding=1),
+    )
+
+
+class Transformer(nn.Module):
+    """``depth`` pre-norm attention + feed-forward blocks on one block of tokens."""
+
+    def __init__(
+        self, dim: int, seq_len: int, depth: int, heads: int, mlp_mult: int, dropout: float = 0.0
+    ) -> None:
+        super().__init__()
+        # One learned scalar per position, added to every channel (official NesT detail).
+        self.pos_emb = nn.Parameter(torch.randn(seq_len))
+        self.layers = nn.ModuleList(
+            nn.ModuleList(
+                [
+                    PreNorm(dim, Attention(dim, heads=heads, dropout=dropout)),
+                    PreNorm(dim, FeedForward(dim, mlp_mult, dropout=dropout)),
+                ]
+            )
+            for _ in range(depth)
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        h, w = x.shape[-2:]
+        x = x + self.pos_emb[: h * w].reshape(1, 1, h, w)
+        for attn, ff in self.layers:
+            x = attn(x) + x
+            x = ff(x) + x
+        return x
+
+
+class PatchToChannels(nn.Module):
+    """(B, C, H·p, W·p) -> (B, p·p·C, H, W) with channel order (row-in-patch, col, C)."""
+
+    def __init__(self, patch_size: int) -> None:
+        super().__init__()
+        self.patch_size = patch_size
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, c, hh, ww = x.shape
+        p = self.patch_size
+        x = x.reshape(b, c, hh // p, p, ww // p, p)
+        return x.permute(0, 3, 5, 1, 2, 4).reshape(b, p * p * c, hh // p, ww // p)
+
+
+class GlobalMean(nn.Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return x.mean(dim=(-2, -1))
+
+
+def to_blocks(x: Tensor, n: int) -> Tensor:
+    """(B, C, n·h, n·w) -> (B·n·n, C, h, w): each of the n×n blocks becomes its own sample."""
+    b, c, hh, ww = x.shape
+    x = x.reshape(b, c, n, hh // n, n, ww // n).permute(0, 2, 4, 1, 3, 5)
+    return x.reshape(b * n * n, c, hh // n, ww // n)
+
+
+def from_blocks(x: Tensor, n: int) -> Tensor:
+    """The inverse of :func:`to_blocks`."""
+    bnn, c, h, w = x.shape
+    x = x.reshape(bnn // (n * n), n, n, c, h, w).permute(0, 3, 1, 4, 2, 5)
+    return x.reshape(bnn // (n * n), c, n * h, n * w)
+
+
+@dataclass(frozen=True)
+class NestGeometry:
+    """Widths, heads and block sizes of a NesT encoder's levels."""
+
+    fmap_size: int  # tokens per side after the patch embedding
+    blocks: int  # blocks per side at the first level
+    seq_len: int  # tokens in one block (the same at every level)
+    depths: tuple[int, ...]
+    dims: tuple[int, ...]
+    heads: tuple[int, ...]
+    dims_out: tuple[int, ...]
+
+
+def nest_geometry(name: str, *, image_size: int, patch_size: int, num_hierarchies: int,
+                  dim: int, heads: int, block_repeats: int | tuple[int, ...]) -> NestGeometry:
+    """Check a NesT configuration and derive its levels: width and heads double per level."""
+    if image_size % patch_size:
+        raise ModelError(f"{name}: image_size {image_size} is not a multiple of patch size "
+                         f"{patch_size}")
+    if isinstance(block_repeats, int):
+        block_repeats = (block_repeats,) * num_hierarchies
+    depths = tuple(block_repeats)
+    if len(depths) != num_hierarchies or min(depths) < 1:
+        raise ModelError(f"{name}: depths {depths} needs one depth >= 1 per hierarchy level "
+                         f"({num_hierarchies})")
+    fmap_size = image_size // patch_size
+    blocks = 2 ** (num_hierarchies - 1)
+    mults = [2**i for i in range(num_hierarchies)]
+    dims = tuple(m * dim for m in mults)
+    return NestGeometry(fmap_size=fmap_size, blocks=blocks,
+                        seq_len=(fmap_size // blocks) ** 2, depths=depths, dims=dims,
+                        heads=tuple(m * heads for m in mults), dims_out=(*dims[1:], dims[-1]))
+
+
+def patch_embedding(patch_size: int, channels: int, dim: int) -> nn.Sequential:
+    """Patches to token channels, then a 1×1 conv to ``dim`` (official ``to_patch_embedding``)."""
+    return nn.Sequential(PatchToChannels(patch_size), nn.Conv2d(channels * patch_size**2, dim, 1))
+
+
+def nest_level(geom: NestGeometry, i: int, mlp_mult: int, dropout: float) -> nn.ModuleList:
+    """Level ``i``: its transformer and the aggregation to the next level (none after the last)."""
+    last = i == len(geom.dims) - 1
+    return nn.ModuleList([
+        Transformer(geom.dims[i], geom.seq_len, geom.depths[i], geom.heads[i], mlp_mult, dropout),
+        nn.Identity() if last else aggregate(geom.dims[i], geom.dims_out[i]),
+    ])
+
+
+def run_levels(x: Tensor, levels: nn.ModuleList) -> Tensor:
+    """A token map through every level: blocks of 2^(L-1-i) per side at level i."""
+    n_levels = len(levels)
+    for i, (transformer, agg) in enumerate(levels):
+        n = 2 ** (n_levels - 1 - i)
+        x = agg(from_blocks(transformer(to_blocks(x, n)), n))
+    return x
