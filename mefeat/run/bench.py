@@ -24,6 +24,7 @@ import numpy as np
 
 from mefeat.errors import MefeatError
 from mefeat.executors import run_jobs
+from mefeat.faults import fault
 from mefeat.keyframes import bench_columns
 from mefeat.report.bench_plan import BenchJob, BenchModel, parse_sweep, write_job
 from mefeat.store import FeatureStore
@@ -97,6 +98,7 @@ def bench_job(job: BenchJob) -> dict:
     from mefeat.train.trainer import train_loso
 
     t0 = time.perf_counter()
+    fault("bench:job:start")
     data = _view(job.store, job.variant, job.model.name, tuple(job.same_as))
     res = train_loso(job.model.name, data.inputs, data.labels, data.subjects,
                      epochs=job.epochs, selection=job.selection, seed=job.run,
@@ -291,7 +293,9 @@ def run_bench(
     bar = tqdm(total=len(jobs), desc="bench", unit="job", disable=not progress)
     for i, result in run_jobs(bench_job, [(j,) for j in jobs], executor=executor,
                               workers=workers, address=address, gpus_per_job=gpus_per_job):
+        fault("bench:job:write")
         write_job(jobs[i].path(out), result)
+        fault("bench:job:written")
         bar.update()
     bar.close()
     classes = tuple(fs.attrs.get("classes", []))

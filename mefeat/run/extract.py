@@ -69,7 +69,11 @@ _ALIGNER: FaceAligner | None = None
 def _worker_init(align: dict[str, Any]) -> None:
     global _ALIGNER
     cv2.setNumThreads(1)  # one clip per process; let the executor own the cores
-    _ALIGNER = FaceAligner(AlignConfig(**align))
+    config = AlignConfig(**align)
+    # Loading the landmark model takes a second: a process that extracts again with the
+    # same alignment keeps its aligner.
+    if _ALIGNER is None or _ALIGNER.config != config:
+        _ALIGNER = FaceAligner(config)
 
 
 @dataclass
@@ -226,8 +230,9 @@ def _extract(store, samples, dropped, config, align, *, flow, flow_params, flow_
                           "face's size)")
     policies = [parse_policy(k) for k in keyframes]
     summary = ExtractSummary(store=str(store), dropped=dropped)
+    # Variants added to a store are made for the store's own samples (no check against them).
     with FeatureStore.create_or_resume(
-        store, samples, config, provenance=versions()
+        store, samples if root_given else None, config, provenance=versions()
     ) as fs:
         if new_attrs:
             fs.set_info(**new_attrs)

@@ -6,6 +6,7 @@ import fcntl
 import hashlib
 import json
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import zarr
 from mefeat import __version__
 from mefeat.datasets._sample import Sample
 from mefeat.errors import StoreError
+from mefeat.faults import fault
 
 SCHEMA_VERSION = 1
 
@@ -181,7 +183,7 @@ class FeatureStore:
     def create_or_resume(
         cls,
         path: str | os.PathLike,
-        samples: Sequence[Sample],
+        samples: Sequence[Sample] | None,
         config: dict[str, Any],
         *,
         provenance: dict[str, Any] | None = None,
@@ -189,7 +191,8 @@ class FeatureStore:
         """Open ``path`` for writing, creating it for ``samples`` and ``config`` if needed.
 
         An existing store must have been made with the same ``config`` and the same
-        samples; otherwise a ``StoreError`` names each setting that differs.
+        samples; otherwise a ``StoreError`` names each setting (or sample) that differs.
+        ``samples=None``: the store's own (it must exist), e.g. to add variants to it.
         """
         path = str(path)
         lock = _WriterLock(Path(path)) if "://" not in path else None
@@ -204,8 +207,12 @@ class FeatureStore:
                 # The settings first (a new label scheme changes every label), then the
                 # samples, whose check names the ones whose annotation changed.
                 store._check_config(config, but=("annotations",))
-                store._check_samples(samples)
+                if samples is not None:
+                    store._check_samples(samples)
                 return store
+            if samples is None:
+                raise StoreError(f"{path}: no mefeat store here; make one with `mefeat "
+                                 "extract` and a dataset folder first")
             # "a", not "w": "w" would delete the lock file we hold. An interrupted creation
             # is simply written over.
             group = zarr.open_group(path, mode="a")
@@ -267,6 +274,7 @@ class FeatureStore:
                 arr[:] = np.asarray(rows[name], dtype=object if dtype is str else dtype)
         self.group.require_group("frames")
         self.group.require_group("features")
+        fault("store:create")
         # Attributes last: a store without them is not yet a store.
         self.group.attrs.update(
             {
@@ -384,8 +392,10 @@ class FeatureStore:
             del self._writable[path]
 
     def set_status(self, index: int, status: str, error: str = "") -> None:
+        fault("status:before")
         self.writable("samples/error")[index] = error
         self.writable("samples/status")[index] = status
+        fault("status:after")
 
     def set_statuses(self, indices: Sequence[int], status: str,
                      errors: Sequence[str] | None = None) -> None:
@@ -394,6 +404,7 @@ class FeatureStore:
             return
         idx = np.asarray(indices, dtype=np.int64)
         err = [""] * len(idx) if errors is None else list(errors)
+        fault("statuses:before")
         self.writable("samples/error").set_orthogonal_selection(
             (idx,), np.asarray(err, dtype=object))
         self.writable("samples/status").set_orthogonal_selection(
@@ -408,12 +419,15 @@ class FeatureStore:
 
     def write_frames(self, key: str, frames: np.ndarray, landmarks: np.ndarray) -> None:
         """Write a clip's aligned frames (T, S, S) uint8 and onset landmarks (68, 2)."""
+        fault("frames:before")
         grp = self.group.require_group(f"frames/{key}")
         t, h, w = frames.shape
         grp.create_array("frames", data=np.asarray(frames, np.uint8), chunks=(min(t, 16), h, w),
                          overwrite=True, config=_WRITE_CONFIG)
+        fault("frames:landmarks")
         grp.create_array("landmarks", data=np.asarray(landmarks, np.float32), overwrite=True,
                          config=_WRITE_CONFIG)
+        fault("frames:done")
         grp.attrs["done"] = True
 
     def read_landmarks(self, key: str) -> np.ndarray:
@@ -487,6 +501,7 @@ class FeatureStore:
                              overwrite=True)
         grp.create_array("done", shape=(n,), dtype="bool", chunks=(1,), fill_value=False,
                          overwrite=True)
+        fault("variant:create")
         grp.create_array("error", shape=(n,), dtype=str, chunks=(1,), overwrite=True)
         grp.attrs.update({"settings": attrs, "fingerprint": fingerprint(attrs), "size": size,
                           "maps": list(maps)})
@@ -521,6 +536,7 @@ class FeatureStore:
                              overwrite=True)
         grp.create_array("done", shape=(n,), dtype="bool", chunks=(1,), fill_value=False,
                          overwrite=True)
+        fault("imported:create")
         grp.create_array("error", shape=(n,), dtype=str, chunks=(1,), overwrite=True)
         size = next((s[-1] for s, _ in shapes.values() if len(s) == 3), 0)
         # The fingerprint last: a variant without it is an interrupted creation.
@@ -583,14 +599,20 @@ class Variant:
     def write_failure(self, index: int, reason: str) -> None:
         """Record why sample ``index`` could not be made in this variant (it stays not
         done; a later run tries again)."""
+        fault("failure:before")
         self._array("error")[index] = reason
 
     def write_sample(self, index: int, keyframes: Sequence[int], maps: dict[str, np.ndarray]):
         """Write one sample's arrays, then (last) its done flag."""
         for name, value in maps.items():
+            fault(f"sample:{name}:before")
             self._array(name)[index] = value
+            fault(f"sample:{name}:after")
+        fault("sample:keyframes:before")
         self._array("keyframes")[index] = np.asarray(keyframes, dtype=np.int32)
+        fault("sample:done:before")
         self._array("done")[index] = True
+        fault("sample:done:after")
 
     def _array(self, name: str) -> zarr.Array:
         return self.store.writable(f"features/{self.name}/{name}")
@@ -602,8 +624,11 @@ class Variant:
             return
         idx = np.asarray(indices, dtype=np.int64)
         for name, value in arrays.items():
+            fault(f"rows:{name}:before")
             self._array(name).set_orthogonal_selection((idx,), value)
+        fault("rows:done:before")
         self._array("done").set_orthogonal_selection((idx,), np.ones(len(idx), bool))
+        fault("rows:done:after")
 
     def has(self, name: str) -> bool:
         """Whether this variant holds an array called ``name``."""
@@ -667,7 +692,9 @@ def _exists(path: str) -> bool:
         return False
     if "schema_version" in group.attrs:
         return True
-    children = {name for name, _ in group.members()}
+    with warnings.catch_warnings():  # our writer's lock file is no part of the hierarchy
+        warnings.filterwarnings("ignore", message=r"Object at \.mefeat-writer\.lock")
+        children = {name for name, _ in group.members()}
     if group.attrs.asdict() or not children <= {"samples", "frames", "features"}:
         raise StoreError(
             f"{path}: a Zarr group that is not a mefeat store; choose another --store path"
