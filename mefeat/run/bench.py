@@ -226,7 +226,7 @@ def run_bench(
 
     from mefeat.models import list_models
     from mefeat.report.bench import write_bench_reports
-    from mefeat.store.feature_store import fingerprint
+    from mefeat.store import fingerprint
     from mefeat.train.selection import check_policy
 
     store, out = str(store), Path(out)

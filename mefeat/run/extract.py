@@ -293,6 +293,6 @@ def _extract(store, samples, dropped, config, align, *, flow, flow_params, flow_
 
 
 def _cast(maps: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    from mefeat.store.feature_store import MAPS
+    from mefeat.store import MAPS
 
     return {k: v.astype(MAPS[k][1], copy=False) for k, v in maps.items()}

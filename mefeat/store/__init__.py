@@ -2,16 +2,15 @@
 
 One store holds one dataset's samples, their aligned frames and any number of feature
 variants. Writes are per sample and a sample counts only once its ``done`` flag is set, so
-a killed extraction leaves nothing half-written that a reader would believe.
+a killed extraction leaves nothing half-written that a reader would believe. Only this
+package opens the store's groups and arrays: ``layout`` (schema, columns, maps,
+fingerprints), ``lock`` (one writer), ``feature_store`` (the store), ``variant`` (a variant's
+arrays, a clip's frames), ``export`` (HDF5).
 """
 
-from .feature_store import (
-    SCHEMA_VERSION,
-    FeatureStore,
-    Variant,
-    annotations_fingerprint,
-    fingerprint,
-)
+from .feature_store import FeatureStore
+from .layout import MAPS, SCHEMA_VERSION, annotations_fingerprint, fingerprint
+from .variant import ClipReader, Variant
 
-__all__ = ["SCHEMA_VERSION", "FeatureStore", "Variant", "annotations_fingerprint",
-           "fingerprint"]
+__all__ = ["MAPS", "SCHEMA_VERSION", "ClipReader", "FeatureStore", "Variant",
+           "annotations_fingerprint", "fingerprint"]

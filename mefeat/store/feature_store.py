@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
-import json
 import os
-import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,129 +14,21 @@ from mefeat import __version__
 from mefeat.datasets._sample import Sample
 from mefeat.errors import StoreError
 from mefeat.faults import fault
-
-SCHEMA_VERSION = 1
-
-# samples/ table: column -> zarr dtype. Strings are variable-length UTF-8.
-_SAMPLE_COLUMNS: dict[str, Any] = {
-    "key": str,
-    "dataset": str,
-    "subject": str,
-    "clip": str,
-    "label": "int16",
-    "onset": "int32",
-    "apex": "int32",
-    "offset": "int32",
-    "onset_frame": "int64",
-    "apex_frame": "int64",
-    "offset_frame": "int64",
-    "n_frames": "int32",
-    "emotion": str,
-    "status": str,
-    "error": str,
-}
-# Columns a running extraction updates, chunked one sample a chunk so that each write is
-# its own atomic file.
-_MUTABLE = ("status", "error")
-
-# How the writer opens arrays: every chunk it writes holds data, so zarr need not compare
-# each chunk with the fill value to decide whether to skip it (a full pass over the chunk
-# that cost more than writing it).
-_WRITE_CONFIG = {"write_empty_chunks": True}
-
-# Feature arrays of a variant: name -> (channels, dtype).
-MAPS: dict[str, tuple[int, str]] = {
-    "flow_oa": (2, "float32"),
-    "flow_ao": (2, "float32"),
-    "strain_oa": (1, "float32"),
-    "strain_ao": (1, "float32"),
-    "mag_oa": (1, "float32"),
-    "mag_ao": (1, "float32"),
-    "dir_oa": (3, "uint8"),
-    "dir_ao": (3, "uint8"),
-}
-
-
-def annotation_record(s: Sample) -> dict[str, Any]:
-    """What a store keeps of a sample's annotation (its fingerprint covers these)."""
-    return {"onset_frame": s.onset_frame, "apex_frame": s.apex_frame,
-            "offset_frame": s.offset_frame, "n_frames": s.n_frames, "emotion": s.emotion,
-            "label": -1 if s.label is None else s.label}
-
-
-def annotations_fingerprint(samples: Sequence[Sample]) -> str:
-    """A hash of the annotations as read: every sample's key and ``annotation_record``."""
-    return fingerprint([[s.key, annotation_record(s)] for s in samples])
-
-
-def fingerprint(config: Any) -> str:
-    """Stable short hash of a JSON-able configuration."""
-    blob = json.dumps(config, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
-
-
-def _config_diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
-    diffs = []
-    for k in sorted(set(old) | set(new)):
-        a, b = old.get(k), new.get(k)
-        if isinstance(a, dict) and isinstance(b, dict):
-            diffs += _config_diff(a, b, f"{prefix}{k}.")
-        elif json.dumps(a, default=str) != json.dumps(b, default=str):
-            diffs.append(f"{prefix}{k}: store has {a!r}, this run asks for {b!r}")
-    return diffs
-
-
-# File descriptors of the writer locks this process holds; a forked child closes its copies.
-_HELD_LOCKS: set[int] = set()
-_AT_FORK_REGISTERED = False
-
-
-def _close_locks_in_child() -> None:
-    # flock belongs to the open file, shared by every forked copy of the descriptor: a pool
-    # worker that kept its copy would keep the store locked after the writer was killed,
-    # and the resume would be refused. The child never writes, so it lets go of its copies.
-    for fd in _HELD_LOCKS:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-    _HELD_LOCKS.clear()
-
-
-class _WriterLock:
-    """An exclusive advisory lock so that two extractions never write one store at once."""
-
-    def __init__(self, root: Path):
-        self.path = root / ".mefeat-writer.lock"
-        self._fd: int | None = None
-
-    def acquire(self) -> None:
-        global _AT_FORK_REGISTERED
-        if not _AT_FORK_REGISTERED:
-            os.register_at_fork(after_in_child=_close_locks_in_child)
-            _AT_FORK_REGISTERED = True
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            raise StoreError(
-                f"{self.path.parent}: another mefeat process (pid {holder}) is writing this "
-                "store; wait for it to finish (it resumes where it stops) or use another --store"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self._fd = fd
-        _HELD_LOCKS.add(fd)
-
-    def release(self) -> None:
-        if self._fd is not None:
-            _HELD_LOCKS.discard(self._fd)
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
+from mefeat.store.layout import (
+    MAPS,
+    MUTABLE_COLUMNS,
+    SAMPLE_COLUMNS,
+    SCHEMA_VERSION,
+    WRITE_CONFIG,
+    annotation_record,
+    check_local_target,
+    config_diff,
+    fingerprint,
+    is_store,
+    is_utf8,
+)
+from mefeat.store.lock import WriterLock
+from mefeat.store.variant import ClipReader, Variant
 
 
 class FeatureStore:
@@ -151,7 +39,7 @@ class FeatureStore:
     ``done`` flag is set.
     """
 
-    def __init__(self, group: zarr.Group, path: str, *, lock: _WriterLock | None = None):
+    def __init__(self, group: zarr.Group, path: str, *, lock: WriterLock | None = None):
         self.group = group
         self.path = path
         self._lock = lock
@@ -195,12 +83,12 @@ class FeatureStore:
         ``samples=None``: the store's own (it must exist), e.g. to add variants to it.
         """
         path = str(path)
-        lock = _WriterLock(Path(path)) if "://" not in path else None
+        lock = WriterLock(Path(path)) if "://" not in path else None
         if lock:
-            _check_local_target(Path(path))
+            check_local_target(Path(path))
             lock.acquire()
         try:
-            exists = _exists(path)
+            exists = is_store(path)
             if exists:
                 store = cls.open(path, mode="r+")
                 store._lock = lock
@@ -239,7 +127,7 @@ class FeatureStore:
         keys = [s.key for s in samples]
         for key in keys:  # each part becomes a folder of the store
             parts = key.split("/")
-            if any(p in ("", ".", "..") or not p.isprintable() or not _utf8(p) for p in parts):
+            if any(p in ("", ".", "..") or not p.isprintable() or not is_utf8(p) for p in parts):
                 raise StoreError(
                     f"sample key {key!r} cannot name a folder of the store (an empty, '.' or "
                     "'..' part, control characters or undecodable bytes); rename the clip"
@@ -266,8 +154,8 @@ class FeatureStore:
             "status": ["pending"] * n,
             "error": [""] * n,
         }
-        for name, dtype in _SAMPLE_COLUMNS.items():
-            chunks = (1,) if name in _MUTABLE else (max(n, 1),)
+        for name, dtype in SAMPLE_COLUMNS.items():
+            chunks = (1,) if name in MUTABLE_COLUMNS else (max(n, 1),)
             arr = table.create_array(name, shape=(n,), dtype=dtype, chunks=chunks,
                                      overwrite=True)
             if n:
@@ -294,7 +182,7 @@ class FeatureStore:
         old = {k: v for k, v in self.config.items() if k not in skip}
         config = {k: v for k, v in config.items() if k not in skip}
         if fingerprint(old) != fingerprint(config):
-            diffs = "; ".join(_config_diff(old, config))
+            diffs = "; ".join(config_diff(old, config))
             raise StoreError(
                 f"{self.path} was made with other settings ({diffs}); "
                 "use another --store or the store's own settings"
@@ -352,16 +240,16 @@ class FeatureStore:
         self.group.attrs.update(info)
 
     def column(self, name: str) -> np.ndarray:
-        if name not in _SAMPLE_COLUMNS:
-            raise KeyError(f"no sample column {name!r}; columns: {list(_SAMPLE_COLUMNS)}")
+        if name not in SAMPLE_COLUMNS:
+            raise KeyError(f"no sample column {name!r}; columns: {list(SAMPLE_COLUMNS)}")
         values = self.group["samples"][name][:]
-        if _SAMPLE_COLUMNS[name] is str:  # zarr gives numpy's StringDType; plain str is simpler
+        if SAMPLE_COLUMNS[name] is str:  # zarr gives numpy's StringDType; plain str is simpler
             return np.array([str(v) for v in values], dtype=object)
         return values
 
     def table(self) -> dict[str, np.ndarray]:
         """All sample columns as numpy arrays (one bulk read each)."""
-        return {name: self.column(name) for name in _SAMPLE_COLUMNS}
+        return {name: self.column(name) for name in SAMPLE_COLUMNS}
 
     def __len__(self) -> int:
         return self.group["samples"]["key"].shape[0]
@@ -383,7 +271,7 @@ class FeatureStore:
         an array reads and parses its metadata: a cost per write of a running extraction)."""
         arr = self._writable.get(path)
         if arr is None:
-            arr = self._writable[path] = self.group[path].with_config(_WRITE_CONFIG)
+            arr = self._writable[path] = self.group[path].with_config(WRITE_CONFIG)
         return arr
 
     def _forget_writable(self, prefix: str) -> None:
@@ -423,10 +311,10 @@ class FeatureStore:
         grp = self.group.require_group(f"frames/{key}")
         t, h, w = frames.shape
         grp.create_array("frames", data=np.asarray(frames, np.uint8), chunks=(min(t, 16), h, w),
-                         overwrite=True, config=_WRITE_CONFIG)
+                         overwrite=True, config=WRITE_CONFIG)
         fault("frames:landmarks")
         grp.create_array("landmarks", data=np.asarray(landmarks, np.float32), overwrite=True,
-                         config=_WRITE_CONFIG)
+                         config=WRITE_CONFIG)
         fault("frames:done")
         grp.attrs["done"] = True
 
@@ -484,7 +372,7 @@ class FeatureStore:
             var = self.variant(name)
             old = var.attrs.get("settings", {})
             if fingerprint(old) != fingerprint(attrs):
-                diffs = "; ".join(_config_diff(old, attrs))
+                diffs = "; ".join(config_diff(old, attrs))
                 raise StoreError(
                     f"{self.path}: variant {name!r} was made with other settings ({diffs}); "
                     "give this one another name"
@@ -521,7 +409,7 @@ class FeatureStore:
             var = self.variant(name)
             old = var.attrs.get("settings", {})
             if fingerprint(old) != fingerprint(settings) or sorted(shapes) != var.maps:
-                diffs = "; ".join(_config_diff(old, settings)) or f"arrays {var.maps}"
+                diffs = "; ".join(config_diff(old, settings)) or f"arrays {var.maps}"
                 raise StoreError(
                     f"{self.path}: variant {name!r} was imported with other settings "
                     f"({diffs}); import into another --store"
@@ -546,157 +434,3 @@ class FeatureStore:
         return Variant(grp, name, self)
 
 
-class ClipReader:
-    """Frames of one stored clip, decoded a chunk at a time (the last chunk is kept)."""
-
-    def __init__(self, array: zarr.Array) -> None:
-        self._array = array
-        self._step = array.chunks[0]
-        self._chunk: tuple[int, np.ndarray] | None = None
-
-    def __len__(self) -> int:
-        return self._array.shape[0]
-
-    def __getitem__(self, t: int) -> np.ndarray:
-        t = int(t)
-        if not 0 <= t < len(self):
-            raise IndexError(f"frame {t} of a clip of {len(self)} frames")
-        first = t - t % self._step
-        if self._chunk is None or self._chunk[0] != first:
-            self._chunk = (first, self._array[first:first + self._step])
-        return self._chunk[1][t - first]
-
-
-class Variant:
-    """One set of flow features: arrays with the sample axis first, and a ``done`` mask."""
-
-    def __init__(self, group: zarr.Group, name: str, store: FeatureStore):
-        self.group = group
-        self.name = name
-        self.store = store
-
-    @property
-    def attrs(self) -> dict[str, Any]:
-        return self.group.attrs.asdict()
-
-    @property
-    def maps(self) -> list[str]:
-        return list(self.attrs.get("maps", []))
-
-    def done(self) -> np.ndarray:
-        return self.group["done"][:]
-
-    def errors(self) -> np.ndarray:
-        """Why each sample that is not done has no features in this variant ("" when it
-        was not tried, or is done)."""
-        done = self.done()
-        if "error" not in self.group:  # a store written before variants kept their errors
-            return np.full(done.shape, "", dtype=object)
-        err = np.array([str(v) for v in self.group["error"][:]], dtype=object)
-        err[done] = ""
-        return err
-
-    def write_failure(self, index: int, reason: str) -> None:
-        """Record why sample ``index`` could not be made in this variant (it stays not
-        done; a later run tries again)."""
-        fault("failure:before")
-        self._array("error")[index] = reason
-
-    def write_sample(self, index: int, keyframes: Sequence[int], maps: dict[str, np.ndarray]):
-        """Write one sample's arrays, then (last) its done flag."""
-        for name, value in maps.items():
-            fault(f"sample:{name}:before")
-            self._array(name)[index] = value
-            fault(f"sample:{name}:after")
-        fault("sample:keyframes:before")
-        self._array("keyframes")[index] = np.asarray(keyframes, dtype=np.int32)
-        fault("sample:done:before")
-        self._array("done")[index] = True
-        fault("sample:done:after")
-
-    def _array(self, name: str) -> zarr.Array:
-        return self.store.writable(f"features/{self.name}/{name}")
-
-    def write_rows(self, indices: Sequence[int], arrays: dict[str, np.ndarray]) -> None:
-        """Write many samples' arrays (row j of each array is sample ``indices[j]``), then
-        (last) their done flags."""
-        if not len(indices):
-            return
-        idx = np.asarray(indices, dtype=np.int64)
-        for name, value in arrays.items():
-            fault(f"rows:{name}:before")
-            self._array(name).set_orthogonal_selection((idx,), value)
-        fault("rows:done:before")
-        self._array("done").set_orthogonal_selection((idx,), np.ones(len(idx), bool))
-        fault("rows:done:after")
-
-    def has(self, name: str) -> bool:
-        """Whether this variant holds an array called ``name``."""
-        return name in self.group
-
-    def read_sample(self, index: int, names: Iterable[str]) -> dict[str, np.ndarray]:
-        """One sample's arrays ``names`` (its row of each), done or not."""
-        return {name: self.group[name][index] for name in names}
-
-    def read(self, names: Iterable[str], *, only_done: bool = True) -> tuple[np.ndarray, dict]:
-        """Bulk-read arrays ``names``; returns (sample indices, {name: array})."""
-        done = self.done()
-        idx = np.flatnonzero(done) if only_done else np.arange(done.size)
-        out = {}
-        for name in names:
-            if name not in self.group:
-                raise StoreError(
-                    f"variant {self.name!r} of {self.store.path} has no array {name!r} "
-                    f"(it has {self.maps})"
-                )
-            arr = self.group[name][:]  # one bulk read, then select
-            out[name] = arr[idx]
-        return idx, out
-
-
-def _utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # undecodable bytes of a file name, kept as surrogates
-        return False
-    return True
-
-
-def _check_local_target(path: Path) -> None:
-    """Refuse to write a store over a file, or into a folder that holds other things."""
-    if path.exists() and not path.is_dir():
-        raise StoreError(f"{path} is a file, not a store; choose another --store (a new folder "
-                         "ending in .zarr)")
-    if (path / "zarr.json").is_file():
-        _exists(str(path))  # refuses a Zarr group of another tool before we lock it
-    elif path.is_dir():
-        # What a killed creation may leave: our lock file, zarr's temporary files.
-        other = sorted(c.name for c in path.iterdir()
-                       if c.name != ".mefeat-writer.lock" and not c.name.endswith(".partial"))
-        if other:
-            raise StoreError(
-                f"{path} is a folder with other files ({', '.join(other[:3])}...) and not a "
-                "mefeat store; choose another --store (a new folder ending in .zarr)"
-            )
-
-
-def _exists(path: str) -> bool:
-    """True for a complete store; False for nothing there or a store killed while created.
-
-    A store gets its attributes last, so a group holding only our own (partial) folders
-    and no ``schema_version`` is an interrupted creation that may be started again.
-    """
-    try:
-        group = zarr.open_group(path, mode="r")
-    except (FileNotFoundError, zarr.errors.GroupNotFoundError):
-        return False
-    if "schema_version" in group.attrs:
-        return True
-    with warnings.catch_warnings():  # our writer's lock file is no part of the hierarchy
-        warnings.filterwarnings("ignore", message=r"Object at \.mefeat-writer\.lock")
-        children = {name for name, _ in group.members()}
-    if group.attrs.asdict() or not children <= {"samples", "frames", "features"}:
-        raise StoreError(
-            f"{path}: a Zarr group that is not a mefeat store; choose another --store path"
-        )
-    return False
