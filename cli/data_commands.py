@@ -45,7 +45,8 @@ def extract(root, dataset, annotations, store, label_scheme, flow, flow_params, 
 
     \b
     Example:
-      mefeat extract CASME2 --dataset casme2 --annotations CASME2-coding-20140508.xlsx \\
+      mefeat extract CASME2_RAW_selected --dataset casme2 \\
+          --annotations CASME2-coding-20140508.xlsx \\
           --labels megc2019 --store casme2.zarr --workers 2
       mefeat extract --store casme2.zarr --keyframes noise:10:0 --keyframes spot:flowpeak
     """
@@ -117,21 +118,50 @@ def show(store, key, variant, out):
 
 @click.command()
 @click.argument("store")  # a folder or any fsspec URL zarr accepts
-@click.option("--format", "fmt", type=click.Choice(["h5"]), default="h5", show_default=True)
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              help="Output file (default: the store's name with .h5).")
-def export(store, fmt, out):
-    """Write the store's arrays to HDF5 (same names, same shapes).
+@click.option("--format", "fmt", type=click.Choice(["h5", "causalnet", "htnet", "ststnet"]),
+              default="h5", show_default=True,
+              help="h5: every array of the store in HDF5. causalnet, htnet, ststnet: one "
+              "variant as the folders the official code reads (28×28 PNGs, LOSO folds, CSV).")
+@click.option("--out", type=click.Path(path_type=Path),
+              help="Output: for h5 a file (default: the store's name with .h5), else a new "
+              "or empty folder (default: the store's name with _<format>).")
+@click.option("--variant", help="Variant to export as official folders [default: the "
+              "store's only one, else gt]; h5 writes every variant.")
+def export(store, fmt, out, variant):
+    """Write the store to HDF5, or a variant as the official CausalNet/HTNet/STSTNet folders.
+
+    The official layouts: causalnet and htnet write combined_3_class2_for_optical_flow.csv,
+    datasets/STSNet_whole_norm_u_v_os/ (the PNGs, "<sub>_<clip> .png"; causalnet adds _1,
+    _2, _3) and datasets/three_norm_u_v_os/<subject>/u_train|u_test/<label>/ (htnet also
+    datasets/combined_datasets_whole/, the apex JPEGs, from a store with aligned frames);
+    ststnet writes norm_u_v_os/<subject>/u_train|u_test/<label>/. Run the official script
+    inside the folder. Imported official features are written as stored; mefeat's own
+    flows are resized from the stored size to 28×28 with cv2.INTER_AREA (area averaging,
+    as the views do), then each channel is min-max scaled to 0..255 per sample.
 
     \b
     Example:
       mefeat export demo/features.zarr --format h5 --out features.h5
+      mefeat export casme2.zarr --format causalnet --variant gt --out CausalNet-gt
     """
-    from mefeat.store.export import to_hdf5
+    if fmt == "h5":
+        from mefeat.store.export import to_hdf5
 
-    out = out or Path(store).with_suffix(".h5")
-    to_hdf5(store, out)
-    click.echo(f"wrote {out}")
+        if variant is not None:
+            raise click.UsageError("--variant is for the official folder formats; h5 writes "
+                                   "every variant")
+        out = out or Path(store).with_suffix(".h5")
+        if out.is_dir():
+            raise click.UsageError(f"--out {out} is a folder; h5 writes one file")
+        to_hdf5(store, out)
+        click.echo(f"wrote {out}")
+        return
+    from mefeat.run.export_official import export_official
+
+    out = out or Path(str(Path(store).with_suffix("")) + f"_{fmt}")
+    summary = export_official(store, fmt=fmt, out=out, variant=variant)
+    for line in summary.lines():
+        click.echo(line)
 
 
 @click.command()

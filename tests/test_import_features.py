@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -160,3 +161,25 @@ def test_points_missing_for_a_sample_fail_that_sample(tmp_path):
     idx, arrays = FeatureStore.open(tmp_path / "s.zarr").variant("official-htnet").read(
         ["points"])
     assert idx.tolist() == [1, 2, 3, 4] and (arrays["points"] == 7).all()
+
+
+def test_the_official_scripts_working_folder_imports_like_the_flat_folder(tmp_path):
+    # CausalNet's and HTNet's scripts read the CSV from their working folder and the PNGs
+    # from datasets/STSNet_whole_norm_u_v_os (what `mefeat export` writes)
+    flat = _official(tmp_path / "flat")
+    work = tmp_path / "work"
+    (work / "datasets").mkdir(parents=True)
+    shutil.copytree(flat, work / "datasets" / "STSNet_whole_norm_u_v_os")
+    (work / "datasets" / "STSNet_whole_norm_u_v_os" / CSV_NAME).rename(work / CSV_NAME)
+    arrays = []
+    for folder in (flat, work):
+        summary = import_features(folder, fmt="causalnet", store=tmp_path / f"{folder.name}.zarr")
+        assert summary.imported == len(ROWS) and not summary.failed
+        arrays.append(FeatureStore.open(tmp_path / f"{folder.name}.zarr").variant(
+            "official-causalnet").read(["image", "image_ao", "dir_oa", "dir_ao"])[1])
+    for name, value in arrays[0].items():
+        assert np.array_equal(value, arrays[1][name])
+    missing = work / "datasets" / "STSNet_whole_norm_u_v_os" / "006_006_1_3_1 .png"
+    missing.unlink()
+    summary = import_features(work, fmt="causalnet", store=tmp_path / "again.zarr")
+    assert str(missing) in summary.failed["samm/006/006_1_3"]
