@@ -148,9 +148,10 @@ Schedule = StepLR | ExponentialLR | WarmupCosine
 @dataclass(frozen=True)
 class ClassBalancedSampler:
     """Batches of ``n_classes`` classes × ``n_samples`` samples each (SRMCL's
-    ``BalancedBatchSampler``): each batch draws ``n_classes`` classes without replacement and
-    takes the next ``n_samples`` of each class's shuffled list (reshuffled when used up);
-    an epoch has ``n_train // (n_classes · n_samples)`` batches."""
+    ``BalancedBatchSampler``): each batch draws ``n_classes`` classes without replacement
+    (every class, when a fold's training set has fewer) and takes the next ``n_samples`` of
+    each class's shuffled list (reshuffled when used up); an epoch has
+    ``n_train // (n_classes · n_samples)`` batches."""
 
     n_classes: int
     n_samples: int

@@ -205,6 +205,9 @@ def test_class_balanced_batches():
     assert len(batches) == len(labels) // 12
     for b in batches:
         assert len(b) == 12 and sorted(np.bincount(labels[b]).tolist()) == [4, 4, 4]
+    two = balanced_batches(labels[labels > 0], ClassBalancedSampler(3, 4),
+                           np.random.default_rng(0))  # a fold with 2 classes: both each batch
+    assert all(sorted(np.bincount(labels[labels > 0][b])[1:].tolist()) == [4, 4] for b in two)
 
 
 # fp16 runs as bf16 on a CPU, as PyTorch Lightning does (mefeat.train.recipes.Precision).

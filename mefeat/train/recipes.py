@@ -181,21 +181,20 @@ def balanced_batches(labels: np.ndarray, sampler: ClassBalancedSampler,
                      rng: np.random.Generator) -> list[np.ndarray]:
     """One epoch of :class:`ClassBalancedSampler` batches: positions into ``labels``.
 
-    Each batch draws ``n_classes`` classes without replacement and takes the next
-    ``n_samples`` positions of each class's shuffled list, which is reshuffled once fewer
-    than ``n_samples`` remain (SRMCL's ``BalancedBatchSampler``).
+    Each batch draws ``n_classes`` classes without replacement (all of them when the fold's
+    training set has fewer) and takes the next ``n_samples`` positions of each class's
+    shuffled list, which is reshuffled once fewer than ``n_samples`` remain (SRMCL's
+    ``BalancedBatchSampler``).
     """
     classes = np.unique(labels)
-    if len(classes) < sampler.n_classes:
-        raise TrainingError(
-            f"the class-balanced sampler draws {sampler.n_classes} classes a batch, but this "
-            f"fold's training set has only {len(classes)} ({classes.tolist()})"
-        )
+    if not len(classes):
+        raise TrainingError("the class-balanced sampler got an empty training set")
     pools = {c: rng.permutation(np.flatnonzero(labels == c)) for c in classes}
     used = dict.fromkeys(classes, 0)
     batches, count, size = [], 0, sampler.batch_size
+    n_classes = min(sampler.n_classes, len(classes))
     while count + size < len(labels) or (not batches and count == 0):
-        chosen = rng.choice(classes, sampler.n_classes, replace=False)
+        chosen = rng.choice(classes, n_classes, replace=False)
         batch = []
         for c in chosen:
             batch.extend(pools[c][used[c]:used[c] + sampler.n_samples].tolist())
