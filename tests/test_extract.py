@@ -187,3 +187,23 @@ def test_demo_twice_in_one_folder_resumes(tmp_path):
     assert second.exit_code == 0, second.output
     assert "resuming the existing store" in second.output
     assert "done 0, already done 4" in second.output
+
+
+def test_extract_on_ray_equals_the_local_executor(demo_data, demo_store, tmp_path):
+    """`mefeat extract ... --executor ray --workers 2`: a local Ray that mefeat starts and
+    stops itself computes the clips; this process writes the same store, array for array."""
+    pytest.importorskip("ray")
+    store = tmp_path / "ray.zarr"
+    res = CliRunner().invoke(cli, ["extract", str(demo_data.root), "--dataset", "casme2",
+                                   "--annotations", str(demo_data.annotations),
+                                   "--labels", "casme2-5", "--store", str(store), "--size",
+                                   str(SIZE), "--executor", "ray", "--workers", "2"])
+    assert res.exit_code == 0, res.output
+    assert "done 6, already done 0, failed 0" in res.output
+    a, b = store_arrays(demo_store), store_arrays(store)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert np.array_equal(a[k], b[k]), k
+    import ray
+
+    assert not ray.is_initialized()  # stopped again
