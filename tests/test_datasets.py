@@ -26,7 +26,7 @@ from mefeat.datasets import (
     samm,
     smic,
 )
-from mefeat.datasets._base import Row, frame_number
+from mefeat.datasets._base import Row, build_sample, frame_number
 from mefeat.datasets.labels import default_gt_path
 from mefeat.errors import AnnotationError, MefeatError
 
@@ -73,18 +73,25 @@ def test_row_and_subject_counts(rows):
 
 
 @needs_sheets
-def test_casme2_quirks(rows):
+def test_casme2_quirks(rows, tmp_path):
     k = by_key(rows["casme2"])
     first = k["casme2/sub01/EP02_01f"]
     assert (first.onset, first.apex, first.offset) == (46, 59, 86)
     assert first.emotion == "happiness" and first.action_units == ("12",)
     assert first.folder == ("sub01", "EP02_01f")
     assert k["casme2/sub01/EP19_05f"].action_units == ("4", "L10")
-    # ApexFrame "/" -> middle of onset..offset, flagged
+    # ApexFrame "/": the row has no apex; the reader's one missing-apex rule makes it the
+    # middle frame, flagged in the sample
     slash = k["casme2/sub04/EP12_01f"]
-    assert slash.apex == 261 + (321 - 261) // 2 == 291
-    assert "apex_rule" in slash.extra
-    assert sum("apex_rule" in r.extra for r in rows["casme2"]) == 1
+    assert slash.apex is None and slash.extra["apex_cell"] == "/"
+    assert [r.key for r in rows["casme2"] if r.apex is None] == ["casme2/sub04/EP12_01f"]
+    folder = tmp_path / "sub04" / "EP12_01f"
+    folder.mkdir(parents=True)
+    for i in range(261, 322):
+        (folder / f"img{i}.jpg").write_bytes(b"")
+    s = build_sample(slash, tmp_path, pattern=casme2.FRAME_PATTERNS["raw"])
+    assert s.apex_frame == 261 + (321 - 261) // 2 == 291 and s.apex == 30
+    assert s.extra["apex_rule"].startswith("no apex in the annotation (cell '/')")
     assert Counter(r.emotion for r in rows["casme2"]) == {
         "others": 99, "disgust": 63, "happiness": 32, "repression": 27,
         "surprise": 25, "sadness": 7, "fear": 2,

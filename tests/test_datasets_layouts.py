@@ -174,14 +174,18 @@ def test_smic_hs(tmp_path):
     frames(hs / "s10" / "micro" / "positive" / "s10_ne_01", ["image1.jpg", "image2.jpg"])
     ds = Smic(tmp_path)
     keys = [s.key for s in ds.samples]
-    assert keys == ["smic/s1/s1_ne_01", "smic/s1/s1_sur_01", "smic/s10/s10_ne_01"]
+    assert keys == ["smic/s1/s1_ne_01", "smic/s10/s10_ne_01"]
     s = ds[0]
     assert (s.onset_frame, s.apex_frame, s.offset_frame) == (10, 15, 20)
     assert (s.onset, s.apex, s.offset) == (0, 5, 10) and "apex_rule" in s.extra
     assert s.emotion == "negative"
-    assert ds[1].apex_frame == 7  # middle 8 is not a file: snapped to the nearest (lower)
-    assert "emotion_conflict" in ds[2].extra  # folder positive, name says negative
-    assert "has no image files" in reasons(ds.dropped)["s2_po_01"]
+    assert "emotion_conflict" in ds[1].extra  # folder positive, name says negative
+    why = reasons(ds.dropped)
+    # the middle frame 7 + (9 - 7) // 2 = 8 is not a file: left out, not moved to 7 or 9
+    assert why["s1_sur_01"].startswith(
+        "apex frame 8 (no apex in the annotation: the middle of onset..offset 7..9) is not "
+        "among the frames")
+    assert "has no image files" in why["s2_po_01"]
     with pytest.raises(DatasetLayoutError, match="HS"):
         Smic(tmp_path / "HS")
     with pytest.raises(AnnotationError, match="smic-e"):
@@ -354,3 +358,102 @@ def test_manifest_missing_column(tmp_path):
     with pytest.raises(AnnotationError) as err:
         Manifest(root).read()
     assert "manifest.csv" in str(err.value) and "'frames_dir'" in str(err.value)
+
+
+# --- the one missing-apex rule ----------------------------------------------------------
+# Each reader on a one-clip layout whose annotation gives no apex (onset 3, offset 12):
+# the README's rule, onset + (offset - onset) // 2 = 7, flagged; and the rule must come
+# from mefeat.datasets._base.missing_apex, so that a reader with its own copy fails here.
+
+ONSET, OFFSET = 3, 12
+
+
+def _no_apex_layout(name: str, root: Path):
+    nums = range(1, 16)
+    if name == "casme2":
+        frames(root / "sub01" / "EP01_01", [f"img{i}.jpg" for i in nums])
+        sheet(root / "CASME2-coding-20140508.xlsx",
+              [CASME2_HEAD, ("01", "EP01_01", None, ONSET, "/", OFFSET, None, 12, "happiness")])
+        return Casme2(root), "/"
+    if name == "samm":
+        frames(root / "006" / "006_1_2", [f"006_{i:04d}.jpg" for i in nums])
+        sheet(root / "SAMM_Micro_FACS_Codes_v2.xlsx",
+              [SAMM_HEAD, ("006", "006_1_2", 1, ONSET, -1, OFFSET, 10, "Micro", "4", "Anger")],
+              title="MICRO_ONLY")
+        return Samm(root), "-1"
+    if name == "smic":
+        frames(root / "HS" / "s1" / "micro" / "negative" / "s1_ne_01",
+               [f"image{i}.bmp" for i in range(ONSET, OFFSET + 1)])
+        return Smic(root), None
+    if name == "smic-e":
+        frames(root / "SMIC_HS_E" / "s01" / "s1_ne_01", [f"image{i}.jpg" for i in nums])
+        sheet(root / "SMIC-HS-E_annotation.xlsx",
+              [("Subject", "Filename", "OnsetF", "OffsetF", "Emotion"),
+               (1, "s1_ne_01", ONSET, OFFSET, "negative")], title="HS")
+        return SmicE(root), None
+    if name == "mmew":
+        frames(root / "Micro_Expression" / "fear" / "S01_01", [f"{i}.jpg" for i in nums])
+        sheet(root / "MMEW_Micro_Exp.xlsx",
+              [("Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame",
+                "Estimated Emotion"), ("S01", "S01_01", ONSET, "-", OFFSET, "fear")])
+        return Mmew(root), "-"
+    if name == "casme3a":
+        frames(root / "spNO.1" / "a" / "color", [f"{i}.jpg" for i in nums])
+        sheet(root / "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx",
+              [("Subject", "Filename", "Onset", "Apex", "Offset", "emotion"),
+               ("spNO.1", "a", ONSET, None, OFFSET, "fear")], title="label")
+        return Casme3A(root), None
+    if name == "manifest":
+        frames(root / "c", [f"{i}.png" for i in nums])
+        (root / "manifest.csv").write_text(MANIFEST_HEAD + f"s01,c01,c,{ONSET},,{OFFSET},x\n")
+        return Manifest(root), None
+    raise AssertionError(name)
+
+
+ALL_READERS = ["casme2", "samm", "smic", "smic-e", "mmew", "casme3a", "manifest"]
+
+
+def test_no_apex_layouts_cover_every_reader():
+    from mefeat.datasets import READERS
+
+    assert sorted(ALL_READERS) == sorted(READERS)
+
+
+@pytest.mark.parametrize("name", ALL_READERS)
+def test_missing_apex_is_the_middle_frame(name, tmp_path):
+    ds, cell = _no_apex_layout(name, tmp_path / name)
+    (s,) = ds.samples
+    assert (s.onset_frame, s.apex_frame, s.offset_frame) == (3, 3 + (12 - 3) // 2, 12) == (3, 7, 12)
+    assert s.frames[s.apex].name.endswith(("7.jpg", "7.bmp", "7.png"))
+    flag = s.extra["apex_rule"]
+    assert flag.endswith("the middle frame onset + (offset - onset) // 2 = 7")
+    assert flag.startswith("no apex in the annotation" + (f" (cell {cell!r})" if cell else ":"))
+    assert "apex_cell" not in s.extra
+
+
+@pytest.mark.parametrize("name", ALL_READERS)
+def test_every_reader_uses_the_one_missing_apex_rule(name, tmp_path, monkeypatch):
+    import mefeat.datasets._base as base
+
+    calls = []
+
+    def spy(onset, offset):
+        calls.append((onset, offset))
+        return onset + 1  # not the middle: a reader with its own rule gives 7, not 4
+
+    monkeypatch.setattr(base, "missing_apex", spy)
+    ds, _ = _no_apex_layout(name, tmp_path / name)
+    (s,) = ds.samples
+    assert calls == [(ONSET, OFFSET)]
+    assert s.apex_frame == ONSET + 1 and "apex_rule" in s.extra
+
+
+def test_missing_apex_frame_not_a_file_is_dropped_not_moved(tmp_path):
+    root = tmp_path / "m"
+    frames(root / "c", [f"{i}.png" for i in (1, 2, 3, 4, 6, 7, 8, 9)])  # 5.png is gone
+    (root / "manifest.csv").write_text(MANIFEST_HEAD + "s01,c01,c,1,,9,x\n")
+    ds = Manifest(root)
+    assert ds.samples == []
+    assert reasons(ds.dropped)["c01"].startswith(
+        "apex frame 5 (no apex in the annotation: the middle of onset..offset 1..9) is not "
+        "among the frames")

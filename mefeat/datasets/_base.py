@@ -37,7 +37,9 @@ class Row:
     """One annotated clip as the annotation file gives it, before frames are looked up.
 
     Key frames are the dataset's own frame numbers (the numbers in the image file names).
-    ``apex`` is ``None`` where the file has no apex; the reader then applies its apex rule.
+    ``apex`` is ``None`` where the file has no apex ("/", -1, an empty cell, no column):
+    :func:`build_sample` then applies :func:`missing_apex`, the one rule for all readers.
+    ``extra["apex_cell"]`` may keep the cell's text for the flag.
     ``folder`` is the clip's frame folder relative to the reader's root.
     """
 
@@ -293,10 +295,10 @@ def cell_int(value: Any, *, what: str, source: str, missing: Sequence[str] = ())
         return None
     if isinstance(value, bool):
         raise AnnotationError(f"{source}: {what} is {value!r}, not a frame number; fix the cell")
-    if isinstance(value, int):
-        return value
     if isinstance(value, float) and value.is_integer():
-        return int(value)
+        value = int(value)
+    if isinstance(value, int):  # a marker written as a number (SAMM's -1) is missing too
+        return None if str(value) in missing else value
     text = str(value).strip()
     if text in missing or text == "":
         return None
@@ -304,6 +306,20 @@ def cell_int(value: Any, *, what: str, source: str, missing: Sequence[str] = ())
     if m:  # int(), not int(float()): a float would round numbers past 2**53
         return int(m.group(1))
     raise AnnotationError(f"{source}: {what} is {value!r}, not a frame number; fix the cell")
+
+
+def cell_apex(
+    value: Any, *, what: str, source: str, missing: Sequence[str], extra: dict
+) -> int | None:
+    """An apex cell: its frame number, or ``None`` (empty, or one of the ``missing`` markers).
+
+    A marker's text goes to ``extra["apex_cell"]`` so that the flag of
+    :func:`missing_apex` can say what the cell held; the rule itself is not applied here.
+    """
+    apex = cell_int(value, what=what, source=source, missing=missing)
+    if apex is None and value is not None:
+        extra["apex_cell"] = cell_text(value)
+    return apex
 
 
 def cell_text(value: Any) -> str:
@@ -327,8 +343,16 @@ def parse_action_units(value: Any) -> tuple[str, ...]:
     return tuple(t.strip() for t in text.split("+") if t.strip())
 
 
-def middle(onset: int, offset: int) -> int:
-    """The apex rule used where a file has no apex: the middle frame, rounded down."""
+def missing_apex(onset: int, offset: int) -> int:
+    """The apex of a clip whose annotation gives none: ``onset + (offset - onset) // 2``.
+
+    The middle frame, rounded down, in the dataset's own frame numbers (MEB's rule for
+    SMIC; github.com/tvaranka/meb). It is the one missing-apex rule of every reader:
+    SMIC and SMIC-E (no apex column), CASME II's "/" cells, SAMM's -1, empty cells of any
+    sheet or manifest. Readers leave ``Row.apex`` as ``None`` and :func:`build_sample`
+    calls this, flagging the sample in ``extra["apex_rule"]``. The frame must be a file of
+    the clip like any annotated key frame: it is not moved to a neighbour when it is not.
+    """
     return onset + (offset - onset) // 2
 
 
@@ -393,19 +417,23 @@ def build_sample(
     *,
     pattern: re.Pattern[str] | None = None,
     trim: bool = False,
-    apex_rule: str = "middle",
+    adjust: Callable[[Row, list[int]], Row] | None = None,
 ) -> Sample:
     """Join one row with its frames under ``root``; raise :class:`SampleError` if impossible.
 
-    Missing onset/offset mean the first/last frame of the folder. A missing apex follows
-    ``apex_rule`` ("middle": the frame number halfway between onset and offset, rounded
-    down, snapped to the nearest existing frame) and is flagged in ``extra["apex_rule"]``.
-    ``trim`` keeps only the frames from onset to offset (long-video folders: SMIC-E,
-    CAS(ME)^3). Key frames must be files of the folder and onset <= apex <= offset.
+    Missing onset/offset mean the first/last frame of the folder. A missing apex is
+    :func:`missing_apex` (the middle frame), flagged in ``extra["apex_rule"]``. ``trim``
+    keeps only the frames from onset to offset (long-video folders: SMIC-E, CAS(ME)^3).
+    ``adjust(row, numbers)``, given the folder's frame numbers (sorted, before trimming),
+    returns the row with a dataset's own key-frame rules applied, or raises
+    :class:`SampleError` (CAS(ME)^3's lost frames). Key frames are looked up by frame
+    number, never by position, must be files of the folder and onset <= apex <= offset.
     """
     folder = root.joinpath(*row.folder)
     frames = list_frames(folder, key=row.key, pattern=pattern)
     numbers = [n for n, _ in frames]
+    if adjust is not None:
+        row = adjust(row, numbers)
     extra = dict(row.extra)
     onset = numbers[0] if row.onset is None else row.onset
     offset = numbers[-1] if row.offset is None else row.offset
@@ -424,12 +452,12 @@ def build_sample(
             )
     apex = row.apex
     if apex is None:
-        if apex_rule != "middle":
-            raise ValueError(f"unknown apex rule {apex_rule!r}")
-        want = middle(onset, offset)
-        inside = [n for n in numbers if onset <= n <= offset] or numbers
-        apex = min(inside, key=lambda n: (abs(n - want), n))
-        extra["apex_rule"] = "middle of onset..offset (no apex in the annotation)"
+        apex = missing_apex(onset, offset)
+        cell = extra.pop("apex_cell", "")
+        extra["apex_rule"] = (
+            f"no apex in the annotation{f' (cell {cell!r})' if cell else ''}: the middle "
+            f"frame onset + (offset - onset) // 2 = {apex}"
+        )
     if not onset <= apex <= offset:
         raise SampleError(
             row.key,
@@ -437,7 +465,17 @@ def build_sample(
             "fix the annotation",
         )
     position = {n: i for i, n in enumerate(numbers)}
-    for name, num in (("onset", onset), ("apex", apex), ("offset", offset)):
+    keys = [("onset", onset), ("apex", apex), ("offset", offset)]
+    if row.apex is None:  # the rule's apex follows from onset and offset: check them first
+        keys = [keys[0], keys[2], keys[1]]
+    for name, num in keys:
+        if num not in position and name == "apex" and row.apex is None:
+            raise SampleError(
+                row.key,
+                f"apex frame {num} (no apex in the annotation: the middle of onset..offset "
+                f"{onset}..{offset}) is not among the frames of {folder}; restore the frame "
+                "or give the apex in the annotation",
+            )
         if num not in position:
             raise SampleError(
                 row.key,
@@ -506,10 +544,12 @@ def join_rows(
     pattern: re.Pattern[str] | None = None,
     trim: bool = False,
     check: Callable[[Row, Sample], None] | None = None,
+    adjust: Callable[[Row, list[int]], Row] | None = None,
 ) -> ReadResult:
     """Build a Sample for every row; rows that fail (or repeat a key) go to ``dropped``.
 
-    ``check(row, sample)`` may raise to refuse the whole read (the manifest's path rule).
+    ``check(row, sample)`` may raise to refuse the whole read (the manifest's path rule);
+    ``adjust`` goes to :func:`build_sample`.
     """
     samples: list[Sample] = []
     dropped: list[Dropped] = []
@@ -524,7 +564,7 @@ def join_rows(
             dropped.append(drop(row, problem))
             continue
         try:
-            sample = build_sample(row, root, pattern=pattern, trim=trim)
+            sample = build_sample(row, root, pattern=pattern, trim=trim, adjust=adjust)
         except SampleError as exc:
             dropped.append(drop(row, exc.reason))
             continue

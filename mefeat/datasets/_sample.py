@@ -13,7 +13,14 @@ class Sample:
     ``key`` is ``dataset/subject/clip`` and is unique and stable across runs. Key frames
     are given twice: as the dataset's own frame numbers (``onset_frame``...) and as
     indices into ``frames`` (``onset``...), which is what the pipeline uses.
-    ``apex_frame`` is ``None`` only before a reader has chosen one (see each reader).
+
+    A key frame that a rule chose, not the annotation, is flagged in ``extra`` under the
+    rule's name, with a sentence saying what was done and why: ``apex_rule`` (no apex in
+    the annotation: the middle frame, every reader), ``keyframe_rule`` (no onset/offset:
+    the folder's first/last frame), ``apex_moved`` (CAS(ME)^3 Onset = Apex: the next
+    frame). Other notes a reader keeps there: ``long_offset`` (CAS(ME)^3), ``subject_dir``,
+    ``emotion_conflict``, ``second_interval``, and the label scheme's ``class`` and
+    ``label_note``.
     """
 
     dataset: str

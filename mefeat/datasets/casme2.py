@@ -16,10 +16,10 @@ from mefeat.datasets._base import (
     Reader,
     ReadResult,
     Row,
+    cell_apex,
     cell_int,
     cell_text,
     join_rows,
-    middle,
     parse_action_units,
     read_table,
     refuse_other_dataset,
@@ -59,8 +59,9 @@ def parse_annotations(path: str | os.PathLike) -> list[Row]:
 
     Quirks handled: Subject is text ("01") or a number; the sheet has blank columns; the
     Action Units cell is a number (``12``) or text (``"4+L10"``); ApexFrame is "/" where
-    the coders gave no apex (sub04/EP12_01f in the 2014-05-08 sheet): the apex is then set
-    to the middle of onset..offset (rounded down) and flagged in ``extra["apex_rule"]``.
+    the coders gave no apex (sub04/EP12_01f in the 2014-05-08 sheet): the row's apex is
+    then ``None`` and the reader applies the missing-apex rule
+    (:func:`~mefeat.datasets._base.missing_apex`, the middle frame, ``extra["apex_rule"]``).
     Another dataset's workbook (SAMM, SMIC-E) is refused naming the ``--dataset`` it is for:
     SAMM's "Onset Frame" etc. would otherwise pass the blank-insensitive column check.
     """
@@ -74,11 +75,9 @@ def parse_annotations(path: str | os.PathLike) -> list[Row]:
             raise AnnotationError(f"{src}: Filename is empty; fix the sheet")
         onset = cell_int(t["onset"], what="OnsetFrame", source=src)
         offset = cell_int(t["offset"], what="OffsetFrame", source=src)
-        apex = cell_int(t["apex"], what="ApexFrame", source=src, missing=("/", "-"))
-        extra = {}
-        if apex is None and onset is not None and offset is not None:
-            apex = middle(onset, offset)
-            extra["apex_rule"] = f"middle of onset..offset (ApexFrame is {t['apex']!r})"
+        extra: dict = {}
+        apex = cell_apex(t["apex"], what="ApexFrame", source=src, missing=("/", "-"),
+                         extra=extra)
         rows.append(
             Row(
                 dataset=DATASET,

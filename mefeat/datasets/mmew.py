@@ -17,9 +17,9 @@ from pathlib import Path
 from mefeat.datasets._base import (
     Reader,
     Row,
+    cell_apex,
     cell_int,
     cell_text,
-    middle,
     parse_action_units,
     read_table,
 )
@@ -43,10 +43,11 @@ def parse_annotations(path: str | os.PathLike) -> list[Row]:
     """Rows of ``MMEW_Micro_Exp.xlsx`` (first sheet), in file order.
 
     Key frames are the numbers of the clip's image files (``1.jpg``, ``2.jpg``...). A
-    missing apex ("/", "-" or empty) becomes the middle of onset..offset, flagged in
-    ``extra["apex_rule"]``. MEB corrects the apex and offset of 16 rows by hand from
-    optical flow; here such rows are not patched: if their key frames are out of order or
-    outside the clip, the reader drops them with that reason.
+    missing apex ("/", "-" or empty) is left ``None`` for the reader's missing-apex rule
+    (:func:`~mefeat.datasets._base.missing_apex`, the middle frame, ``extra["apex_rule"]``).
+    MEB corrects the apex and offset of 16 rows by hand from optical flow; here such rows
+    are not patched: if their key frames are out of order or outside the clip, the reader
+    drops them with that reason.
     """
     rows = []
     for t in read_table(Path(path), COLUMNS, optional=OPTIONAL):
@@ -58,11 +59,9 @@ def parse_annotations(path: str | os.PathLike) -> list[Row]:
             raise AnnotationError(f"{src}: Subject, Filename or Estimated Emotion is empty")
         onset = cell_int(t["onset"], what="OnsetFrame", source=src)
         offset = cell_int(t["offset"], what="OffsetFrame", source=src)
-        apex = cell_int(t["apex"], what="ApexFrame", source=src, missing=("/", "-"))
         extra: dict = {}
-        if apex is None and onset is not None and offset is not None:
-            apex = middle(onset, offset)
-            extra["apex_rule"] = f"middle of onset..offset (ApexFrame is {t['apex']!r})"
+        apex = cell_apex(t["apex"], what="ApexFrame", source=src, missing=("/", "-"),
+                         extra=extra)
         if t["remarks"] is not None:
             extra["remarks"] = t["remarks"]
         rows.append(

@@ -14,6 +14,7 @@ from pathlib import Path
 from mefeat.datasets._base import (
     Reader,
     Row,
+    cell_apex,
     cell_int,
     cell_text,
     parse_action_units,
@@ -59,7 +60,8 @@ def parse_annotations(path: str | os.PathLike, *, sheet: str = SHEET) -> list[Ro
     tokens are kept as written and the raw cell is in ``extra["au_raw"]``; the emotion
     "Other" is read as "others" like the other datasets. Objective class, inducement code
     and notes go to ``extra``. Another dataset's workbook (CASME II, SMIC-E) is refused
-    naming the ``--dataset`` it is for.
+    naming the ``--dataset`` it is for. An Apex Frame of -1 or "/" (no apex) is left
+    ``None`` for the reader's missing-apex rule (the middle frame, ``extra["apex_rule"]``).
     """
     refuse_other_dataset(Path(path), DATASET, "SAMM", COLUMNS)
     rows = []
@@ -82,7 +84,8 @@ def parse_annotations(path: str | os.PathLike, *, sheet: str = SHEET) -> list[Ro
                 subject=subject,
                 clip=clip,
                 onset=cell_int(t["onset"], what="Onset Frame", source=src),
-                apex=cell_int(t["apex"], what="Apex Frame", source=src, missing=("-1", "/")),
+                apex=cell_apex(t["apex"], what="Apex Frame", source=src, missing=("-1", "/"),
+                               extra=extra),
                 offset=cell_int(t["offset"], what="Offset Frame", source=src),
                 emotion=emotion,
                 action_units=parse_action_units(t["aus"]),

@@ -64,9 +64,10 @@ class Smic(Reader):
             └── s20/...
 
     Each clip folder holds the micro-expression only, so onset = its first frame and
-    offset = its last. SMIC has no apex annotation: the apex is the middle frame (the
-    frame number halfway between onset and offset, rounded down, snapped to an existing
-    file), flagged in ``extra["apex_rule"]`` — the rule of MEB's SMIC loader. Reference:
+    offset = its last. SMIC has no apex annotation: the apex is the middle frame,
+    ``onset + (offset - onset) // 2`` in frame numbers (the rule of MEB's SMIC loader,
+    :func:`~mefeat.datasets._base.missing_apex`), flagged in ``extra["apex_rule"]``; a
+    clip whose middle frame number has no file is left out with that reason. Reference:
     Li et al., IEEE FG 2013.
     """
 
