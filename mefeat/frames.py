@@ -66,3 +66,13 @@ def check_keyframes(key: str, n_frames: int, onset: int, apex: int, offset: int)
             "onset < offset; fix the annotation",
         )
 
+
+
+def is_utf8(text: str) -> bool:
+    """Whether ``text`` encodes as UTF-8: a file name's undecodable bytes come back from the
+    file system as surrogates, which cannot name a store folder or a sample."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 
 from mefeat.datasets._sample import Dropped, Sample
 from mefeat.errors import AnnotationError, DatasetLayoutError, SampleError
+from mefeat.frames import is_utf8
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
 _LAST_NUMBER = re.compile(r"(\d+)(?!.*\d)")
@@ -518,7 +519,7 @@ def name_problem(row: Row) -> str | None:
         if not value or value in (".", "..") or "/" in value or "\\" in value:
             return (f"{what} name {value!r} cannot name a clip (empty, '.', '..' or a "
                     "slash); fix the annotation")
-        if not value.isprintable() or not _utf8(value):
+        if not value.isprintable() or not is_utf8(value):
             return (f"{what} name {value!r} has control characters or bytes that are not "
                     "UTF-8; rename the folder or fix the annotation")
     for part in row.folder:
@@ -527,14 +528,6 @@ def name_problem(row: Row) -> str | None:
             return (f"frame folder {'/'.join(map(str, row.folder))!r} leaves the dataset root; "
                     "fix the annotation")
     return None
-
-
-def _utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # a file name's undecodable bytes, kept as surrogates
-        return False
-    return True
 
 
 def join_rows(

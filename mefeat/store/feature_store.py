@@ -14,6 +14,7 @@ from mefeat import __version__
 from mefeat.datasets._sample import Sample
 from mefeat.errors import StoreError
 from mefeat.faults import fault
+from mefeat.frames import is_utf8
 from mefeat.store.layout import (
     MAPS,
     MUTABLE_COLUMNS,
@@ -25,7 +26,6 @@ from mefeat.store.layout import (
     config_diff,
     fingerprint,
     is_store,
-    is_utf8,
 )
 from mefeat.store.lock import WriterLock
 from mefeat.store.variant import ClipReader, Variant

@@ -87,14 +87,6 @@ def config_diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> l
     return diffs
 
 
-def is_utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # undecodable bytes of a file name, kept as surrogates
-        return False
-    return True
-
-
 def check_local_target(path: Path) -> None:
     """Refuse to write a store over a file, or into a folder that holds other things."""
     if path.exists() and not path.is_dir():
