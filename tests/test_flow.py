@@ -11,7 +11,6 @@ from mefeat.flow import (
     compute_flow,
     direction_map,
     magnitude,
-    normalise_components,
     optical_strain,
     tvl1,
 )
@@ -98,8 +97,9 @@ def test_direction_map_follows_algorithm_1():
     bgr = direction_map(flow)
     assert bgr.shape == (16, 16, 3) and bgr.dtype == np.uint8
     hsv = cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV)
-    n = normalise_components(flow)
-    theta = np.arctan2(n[..., 0], n[..., 1]) % (2 * np.pi)  # cartToPolar(x=v, y=u)
+    # Algorithm 1's normalisation written out: u and v each min-max scaled on its own
+    n = np.dstack([(c - c.min()) / (c.max() - c.min()) for c in (flow[..., 0], flow[..., 1])])
+    theta = np.arctan2(n[..., 1], n[..., 0]) % (2 * np.pi)  # cartToPolar(x=u_n, y=v_n)
     expected_hue = theta * 180 / (2 * np.pi)
     # S = V = 255 and the hue is θ·180/2π (up to HSV→BGR→HSV rounding)
     assert (hsv[..., 1] >= 250).all() and (hsv[..., 2] >= 250).all()

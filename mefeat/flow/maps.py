@@ -45,19 +45,30 @@ def normalise_components(flow: np.ndarray) -> np.ndarray:
     return out
 
 
-def direction_map(flow: np.ndarray, *, normalise: bool = True) -> np.ndarray:
-    """The HSV direction map of the CausalNet supplement's Algorithm 1, as BGR uint8.
+# What the direction map encodes (recorded in every variant's settings, so that a store
+# made with another rule is refused rather than mixed).
+DIRECTION_RULE = "hue = atan2(v_n, u_n)*90/pi, u and v min-max normalised each on its own"
 
-    θ = cartToPolar(flow_y, flow_x) angle (note the order: the vertical component is the
-    x argument, as written in Algorithm 1), hue = θ·180/(2π) in [0, 180), S = V = 255,
-    HSV → BGR. The components are min-max normalised first (supplement Fig. 3).
+
+def direction_map(flow: np.ndarray, *, normalise: bool = True) -> np.ndarray:
+    """The HSV direction map of the CausalNet supplement (Algorithm 1), as BGR uint8.
+
+    The components are min-max normalised, each on its own (supplement Fig. 3); θ is the
+    angle of (u_n, v_n), ``cv2.cartToPolar(u_n, v_n)``; hue = θ·180/(2π) in [0, 180),
+    S = V = 255, HSV → BGR. Upward motion (small v_n) then gets a red hue and downward
+    motion yellow-green, as the supplement's text says, and the maps equal the official
+    ones: on the 442 composite samples of the official CausalNet features
+    (``cde28_causalnet``, ``X_2`` from ``X``'s u and v) the hues correlate at 0.99 with
+    this rule and at −0.99 with the argument order Algorithm 1 prints
+    (``CartToPolar(flow[..., 1], flow[..., 0])``, which holds if its ``flow`` stacks
+    (v, u), as the official u_v_os images do after the strain: tests/test_known_answers.py).
 
     Returns:
         uint8 array of shape (H, W, 3), BGR.
     """
     _check_flow(flow)
     f = normalise_components(flow) if normalise else flow.astype(np.float32)
-    _, theta = cv2.cartToPolar(np.ascontiguousarray(f[..., 1]), np.ascontiguousarray(f[..., 0]))
+    _, theta = cv2.cartToPolar(np.ascontiguousarray(f[..., 0]), np.ascontiguousarray(f[..., 1]))
     hsv = np.empty(flow.shape[:2] + (3,), np.uint8)
     hsv[..., 0] = np.clip(theta * 180.0 / (2 * np.pi), 0, 179).astype(np.uint8)
     hsv[..., 1] = 255

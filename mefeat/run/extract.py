@@ -22,6 +22,7 @@ from mefeat.errors import MefeatError, SampleError
 from mefeat.executors import run_jobs
 from mefeat.face import AlignConfig, FaceAligner
 from mefeat.flow import prepare_flow
+from mefeat.flow.maps import DIRECTION_RULE
 from mefeat.flow.features import clip_features
 from mefeat.frames import check_keyframes, read_clip
 from mefeat.keyframes import KeyFrames, parse_policy
@@ -242,7 +243,8 @@ def _extract(store, samples, dropped, config, align, *, flow, flow_params, flow_
             flow_spec = {"method": flow, "params": flow_params}
             if flow_size is not None:
                 flow_spec["size"] = flow_size
-            settings = {"keyframes": pol.params, "flow": flow_spec}
+            settings = {"keyframes": pol.params, "flow": flow_spec,
+                        "maps": {"direction": DIRECTION_RULE}}
             variants[name] = (pol, fs.require_variant(name, settings, flow_size or align.size))
         summary.variants = list(variants)
         done_masks = {name: var.done() for name, (_, var) in variants.items()}
