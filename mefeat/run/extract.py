@@ -22,8 +22,8 @@ from mefeat.errors import MefeatError, SampleError
 from mefeat.executors import run_jobs
 from mefeat.face import AlignConfig, FaceAligner
 from mefeat.flow import prepare_flow
-from mefeat.flow.maps import DIRECTION_RULE
 from mefeat.flow.features import clip_features
+from mefeat.flow.maps import DIRECTION_RULE
 from mefeat.frames import check_keyframes, read_clip
 from mefeat.keyframes import KeyFrames, parse_policy
 from mefeat.provenance import versions
