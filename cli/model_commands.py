@@ -1,4 +1,4 @@
-"""Commands about models: models, import-features, train, evaluate."""
+"""Commands about models: models, import-features, train, evaluate, predict."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from ._choices import MODELS, PRECISIONS, SELECTIONS
+from ._choices import MODELS, PRECISIONS, SCHEMES, SELECTIONS
 
 
 def _model_names() -> list[str]:
@@ -60,7 +60,8 @@ def import_features(folder, fmt, store, points, strict):
 
     \b
     Example:
-      mefeat import-features shared/data/features/cde28_htnet --format htnet --store htnet.zarr
+      mefeat import-features ../shared/data/features/cde28_htnet --format htnet \\
+          --store htnet.zarr
     """
     from mefeat.run.import_features import import_features as run
 
@@ -113,7 +114,7 @@ def train(model, store, variant, epochs, lr, batch_size, precision, runs, seed, 
 
     \b
     Example:
-      mefeat train --model ststnet --store htnet.zarr --variant official-htnet --out runs/ststnet
+      mefeat train --model ststnet --store htnet.zarr --out runs/ststnet
     """
     from mefeat.options import parse_assignments
     from mefeat.run.train import run_training
@@ -157,8 +158,8 @@ def evaluate(model, store, variant, checkpoints, device, options, view_options, 
 
     \b
     Example:
-      mefeat evaluate --model ststnet --store htnet.zarr --variant official-htnet \\
-          --checkpoints STSTNet_Weights --out runs/ststnet-official
+      mefeat evaluate --model ststnet --store htnet.zarr \\
+          --checkpoints STSTNet/STSTNet_Weights --out runs/ststnet-official
     """
     from mefeat.options import parse_assignments
     from mefeat.run.train import run_evaluation
@@ -169,4 +170,53 @@ def evaluate(model, store, variant, checkpoints, device, options, view_options, 
     _print_metrics(m)
 
 
-COMMANDS = [models, import_features, train, evaluate]
+@click.command()
+@click.argument("clip", type=click.Path(exists=True, path_type=Path))
+@click.option("--run", "run_dir", required=True,
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="The --out folder of `mefeat train` (checkpoints/run.json and the folds).")
+@click.option("--fold", help="Use only this held-out subject's checkpoint (e.g. "
+              "casme2/sub01 or sub01) [default: the mean softmax of every fold].")
+@click.option("--window", type=click.IntRange(min=8), default=64, show_default=True,
+              help="A clip of at most this many frames is one expression (first frame "
+              "onset, last offset); a longer video is searched in windows of this many "
+              "frames, half a window apart (raise it for 200-fps video).")
+@click.option("--threshold", type=click.FloatRange(min=0, min_open=True), default=0.1,
+              show_default=True, help="Long videos: the least peak motion score of an "
+              "interval (mean drift-removed Farneback magnitude inside the face, in pixels "
+              "of the 112-px face); an interval ends where the score falls below half of it.")
+@click.option("--labels", type=SCHEMES,
+              help="Refuse a run not trained on this label scheme's classes.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1…")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="PNG of the key frames, the onset→apex flow (u, v) and the probabilities.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def predict(clip, run_dir, fold, window, threshold, labels, device, out, as_json):
+    """Classify the micro-expression of CLIP (a folder of frames or a video) with a run.
+
+    The face is found on the first frame and every frame aligned with the run's geometry;
+    the apex is spotted (by the run's spot method for a spot:METHOD variant, else
+    flowpeak); the run's variant's flows and the model's view are made as for a store; the
+    label is the argmax of the folds' mean softmax. A video longer than --window is
+    searched for expression intervals, each classified the same way.
+
+    \b
+    Example:
+      mefeat predict demo/CASME2/sub01/EP01_01 --run demo/train-ststnet
+      mefeat predict interview.mp4 --run runs/ststnet --window 200 --json --out pred.png
+    """
+    from mefeat.report.predict import format_prediction
+    from mefeat.run.predict import predict as run_predict
+
+    result = run_predict(clip, run_dir, fold=fold, window=window, threshold=threshold,
+                         labels=labels, device=device, out=out, progress=not as_json)
+    if as_json:
+        click.echo(json.dumps(result, indent=1))
+        return
+    for line in format_prediction(result):
+        click.echo(line)
+    if out is not None:
+        click.echo(f"wrote {out}")
+
+
+COMMANDS = [models, import_features, train, evaluate, predict]

@@ -14,7 +14,15 @@ OpenCV's convention.
 from __future__ import annotations
 
 from .maps import direction_map, magnitude, normalise_components, optical_strain
-from .methods import FLOW_METHODS, compute_flow, dis, farneback, prepare_flow, tvl1
+from .methods import (
+    FLOW_METHODS,
+    compute_flow,
+    dis,
+    farneback,
+    prepare_flow,
+    register_flow,
+    tvl1,
+)
 
 __all__ = [
     "FLOW_METHODS",
@@ -26,5 +34,6 @@ __all__ = [
     "normalise_components",
     "optical_strain",
     "prepare_flow",
+    "register_flow",
     "tvl1",
 ]

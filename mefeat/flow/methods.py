@@ -13,6 +13,22 @@ from mefeat.errors import MefeatError
 from .dual_tvl1 import dual_tvl1
 from .dual_tvl1 import kernel as dual_tvl1_kernel
 
+# The flow methods by name: a method is a function ``(prev, next_, **params) -> (H, W, 2)``
+# registered with @register_flow (and, if it needs one, a build step run before a pool
+# of workers starts).
+FLOW_METHODS: dict[str, Callable[..., np.ndarray]] = {}
+_PREPARE: dict[str, Callable[[], object]] = {}
+
+
+def register_flow(name: str, *, prepare: Callable[[], object] | None = None):
+    """Register a flow function under ``name`` (``extract --flow NAME``)."""
+    def decorator(fn: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
+        FLOW_METHODS[name] = fn
+        if prepare is not None:
+            _PREPARE[name] = prepare
+        return fn
+    return decorator
+
 
 def _check_pair(prev: np.ndarray, next_: np.ndarray) -> None:
     for name, img in (("prev", prev), ("next", next_)):
@@ -25,6 +41,7 @@ def _check_pair(prev: np.ndarray, next_: np.ndarray) -> None:
         raise ValueError(f"prev and next differ in shape: {prev.shape} vs {next_.shape}")
 
 
+@register_flow("tvl1", prepare=dual_tvl1_kernel)
 def tvl1(
     prev: np.ndarray,
     next_: np.ndarray,
@@ -84,6 +101,7 @@ def tvl1(
     return algo.calc(prev, next_, None).astype(np.float32, copy=False)
 
 
+@register_flow("farneback")
 def farneback(
     prev: np.ndarray,
     next_: np.ndarray,
@@ -110,6 +128,7 @@ _DIS_PRESETS = {
 }
 
 
+@register_flow("dis")
 def dis(prev: np.ndarray, next_: np.ndarray, *, preset: str = "medium") -> np.ndarray:
     """Dense Inverse Search flow (Kroeger et al., ECCV 2016). Returns (H, W, 2) float32."""
     _check_pair(prev, next_)
@@ -119,18 +138,11 @@ def dis(prev: np.ndarray, next_: np.ndarray, *, preset: str = "medium") -> np.nd
     return algo.calc(prev, next_, None).astype(np.float32, copy=False)
 
 
-FLOW_METHODS: dict[str, Callable[..., np.ndarray]] = {
-    "tvl1": tvl1,
-    "farneback": farneback,
-    "dis": dis,
-}
-
-
 def prepare_flow(method: str) -> None:
     """Build what ``method`` needs before its first call (the compiled TV-L1 kernel), so
     that a pool of workers does not build it in every worker at once."""
-    if method == "tvl1":
-        dual_tvl1_kernel()
+    if method in _PREPARE:
+        _PREPARE[method]()
 
 
 def compute_flow(prev: np.ndarray, next_: np.ndarray, method: str = "tvl1", **params: Any):

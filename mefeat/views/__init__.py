@@ -165,6 +165,15 @@ class View:
 VIEWS: dict[str, View] = {}
 
 
+def build_inputs(view: View, arrays: dict, landmarks: np.ndarray, *, size: int,
+                 frame_size: int, options: dict | None = None) -> tuple[np.ndarray, ...]:
+    """A view's inputs from a variant's arrays (maps of ``size`` px) and the samples' 68
+    onset landmarks in the aligned frames' pixels (``frame_size``): the landmarks are
+    brought to the maps' pixels first (a variant made with ``extract --flow-size``)."""
+    lm = np.asarray(landmarks, np.float32) * (size / frame_size)
+    return view.build(arrays, lm, size, **(options or {}))
+
+
 def register_view(view: View) -> View:
     VIEWS[view.name] = view
     return view

@@ -16,7 +16,7 @@ import numpy as np
 
 from mefeat.errors import StoreError
 from mefeat.store import FeatureStore
-from mefeat.views import get_view
+from mefeat.views import build_inputs, get_view
 from mefeat.views.jitter import JitteredFrames, frame_bank
 
 
@@ -94,7 +94,9 @@ def load_view(store: str | os.PathLike, *, variant: str | None = None, view: str
             if len(idx) and v.landmarks else np.zeros((len(idx), 68, 2), np.float32)
         if v.frames:  # a few frames of each clip: read chunk by chunk
             arrays["clips"] = lambda i: fs.clip(keys[i])
-        inputs = v.build(arrays, landmarks, int(var.attrs["size"]), **opts)
+        inputs = build_inputs(v, arrays, landmarks, size=int(var.attrs["size"]),
+                              frame_size=int(fs.config.get("align", {}).get(
+                                  "size", var.attrs["size"])), options=opts)
         if jitter is not None:
             if v.jitter is None:
                 raise StoreError(f"view {view!r} cannot jitter key frames (it has no jitter "
