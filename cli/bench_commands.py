@@ -73,7 +73,7 @@ def bench(store, out, baselines, models, conditions, runs, epochs, selection, sw
     Example:
       mefeat bench demo/features.zarr --baselines --runs 3 --epochs 20 --out demo/bench
       mefeat bench demo/features.zarr --models causalnet --conditions gt \\
-          --sweep causalnet.block_length=1,2,4,6 --out fig1
+          --sweep causalnet.block_length=1,2,4,6 --out demo/fig1
     """
     from mefeat.run.bench import run_bench
 

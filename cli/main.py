@@ -38,7 +38,7 @@ def cli(ctx: click.Context, debug: bool, plugins: tuple[str, ...]) -> None:
     \b
     Example:
       mefeat demo --out demo
-      mefeat extract demo/CASME2 --dataset casme2 \\
+      mefeat extract demo/CASME2 --dataset casme2 --labels casme2-5 \\
           --annotations demo/CASME2/CASME2-coding-demo.xlsx --store demo/features.zarr
       mefeat inspect demo/features.zarr
     """

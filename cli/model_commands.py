@@ -61,7 +61,7 @@ def import_features(folder, fmt, store, points, strict):
     \b
     Example:
       mefeat import-features ../shared/data/features/cde28_htnet --format htnet \\
-          --store htnet.zarr
+          --store htnet.zarr --points ../shared/data/features/cde28_htnet_mtcnn_points.csv
     """
     from mefeat.run.import_features import import_features as run
 
@@ -203,7 +203,7 @@ def predict(clip, run_dir, fold, window, threshold, labels, device, out, as_json
     \b
     Example:
       mefeat predict demo/CASME2/sub01/EP01_01 --run demo/train-ststnet
-      mefeat predict interview.mp4 --run runs/ststnet --window 200 --json --out pred.png
+      mefeat predict interview.mp4 --run demo/train-ststnet --json --out pred.png
     """
     from mefeat.report.predict import format_prediction
     from mefeat.run.predict import predict as run_predict

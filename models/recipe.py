@@ -150,8 +150,9 @@ class ClassBalancedSampler:
     """Batches of ``n_classes`` classes × ``n_samples`` samples each (SRMCL's
     ``BalancedBatchSampler``): each batch draws ``n_classes`` classes without replacement
     (every class, when a fold's training set has fewer) and takes the next ``n_samples`` of
-    each class's shuffled list (reshuffled when used up); an epoch has
-    ``n_train // (n_classes · n_samples)`` batches."""
+    each class's shuffled list (reshuffled when used up); an epoch ends before the batch that
+    would reach the end of the training set (the official ``while count + batch_size <
+    len(dataset)``), so it has ``ceil(n_train / batch) - 1`` batches, at least one."""
 
     n_classes: int
     n_samples: int

@@ -70,6 +70,7 @@ def _assert_jobs_ran_their_recipe(out, *, epochs):
     return {job["model"] for job in jobs}
 
 
+@pytest.mark.slow  # tests/test_fault_points.py kills a bench inside and between jobs
 def test_killed_bench_finishes_without_recomputing(bench_store, tmp_path):
     out = tmp_path / "k"
     cmd = [sys.executable, "-m", "mefeat.cli.main", "bench", str(bench_store), *ARGS,

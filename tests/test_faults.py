@@ -224,6 +224,7 @@ def _finish(demo, store, workers, done_before, files_before, keys) -> None:
     assert fs.variant("gt").done().all()
 
 
+@pytest.mark.slow  # the deterministic kills of tests/test_fault_points.py run by default
 @pytest.mark.parametrize("workers", [1, 2])
 def test_sigkill_at_random_moments_then_resume(demo, reference, tmp_path, workers):
     stats = _kill_and_resume(demo, reference, tmp_path, workers=workers, kills=3,

@@ -202,7 +202,7 @@ def test_augmentation_acts_in_training_only_and_differs_between_epochs_and_folds
 def test_class_balanced_batches():
     labels = np.array([0] * 20 + [1] * 9 + [2] * 13)
     batches = balanced_batches(labels, ClassBalancedSampler(3, 4), np.random.default_rng(0))
-    assert len(batches) == len(labels) // 12
+    assert len(batches) == 3  # 42 samples: 0, 12, 24 (+12 < 42), then 36 + 12 >= 42
     for b in batches:
         assert len(b) == 12 and sorted(np.bincount(labels[b]).tolist()) == [4, 4, 4]
     two = balanced_batches(labels[labels > 0], ClassBalancedSampler(3, 4),
@@ -513,3 +513,93 @@ def test_a_stop_and_a_patience_end_a_fold_s_candidates():
     assert _fold_pick(rule(stop=(">", 0.6)), scores, epochs) == 3
     assert _fold_pick(rule(patience=2), [0.5, 0.4, 0.4, 0.9], [1, 2, 3, 4]) == 1
     assert _fold_pick(rule(patience=3), [0.5, 0.4, 0.4, 0.9], [1, 2, 3, 4]) == 4
+
+
+# -- the rest of the recipe, field by field -------------------------------------------------
+
+def _first_step(opt: Optimizer, label_smoothing: float = 0.0):
+    """One full-batch step of the trainer on fold 0, and the same step by hand."""
+    from mefeat.models import create_model
+    from mefeat.train import fold_seed
+
+    x, y, s = _data(n=12)
+    recipe = _recipe(epochs=1, optimizer=opt, label_smoothing=label_smoothing)
+    res = train_loso("recipe_recorder", x, y, s, recipe=recipe, folds=1, return_states=True)
+    subject, train_idx, _ = loso_folds(s)[0]
+    torch.manual_seed(fold_seed(0, subject))  # the trainer's initialisation rule
+    model = create_model("recipe_recorder")
+    w0 = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    xb, yb = torch.as_tensor(x[train_idx]), torch.as_tensor(y[train_idx])
+    loss = nn.functional.cross_entropy(model(xb), yb, label_smoothing=label_smoothing)
+    grads = dict(zip([n for n, _ in model.named_parameters()],
+                     torch.autograd.grad(loss, list(model.parameters())), strict=True))
+    return res.states[subject], w0, grads
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_the_first_step_is_sgd_with_the_recipe_s_arguments(smoothing):
+    lr, wd = 0.3, 0.01
+    got, w0, g = _first_step(Optimizer("sgd", lr=lr, momentum=0.9, weight_decay=wd), smoothing)
+    for name, w in w0.items():  # first step: momentum buffer = gradient (+ weight decay)
+        torch.testing.assert_close(got[name], w - lr * (g[name] + wd * w), rtol=1e-5,
+                                   atol=1e-6)
+
+
+def test_the_first_step_is_adam_and_adamw_with_the_recipe_s_arguments():
+    lr, eps = 0.01, 1e-8
+    got, w0, g = _first_step(Optimizer("adam", lr=lr, eps=eps))
+    for name, w in w0.items():  # bias-corrected first step: g / (|g| + eps)
+        torch.testing.assert_close(got[name], w - lr * g[name] / (g[name].abs() + eps),
+                                   rtol=1e-5, atol=1e-6)
+    wd = 0.5
+    got, w0, g = _first_step(Optimizer("adamw", lr=lr, weight_decay=wd,
+                                       decay_matrices_only=True))
+    for name, w in w0.items():  # decoupled decay, on the weight matrix only
+        decay = wd if w.ndim >= 2 else 0.0
+        torch.testing.assert_close(got[name], w * (1 - lr * decay)
+                                   - lr * g[name] / (g[name].abs() + eps), rtol=1e-5,
+                                   atol=1e-6)
+
+
+def test_shuffle_and_a_fixed_order():
+    x, y, s = _data(n=12)
+    for shuffle in (False, True):
+        CALLS.clear()
+        train_loso("recipe_recorder", x, y, s, recipe=_recipe(epochs=2, batch_size=4,
+                                                              shuffle=shuffle), folds=1)
+        train = [c for t, c in CALLS if t]
+        first, second = torch.cat(train[:2]), torch.cat(train[2:4])
+        assert torch.equal(first, second) != shuffle  # the same batches every epoch, or not
+        if not shuffle:
+            _, tr, _ = loso_folds(s)[0]
+            np.testing.assert_array_equal(first.numpy(), x[tr][:8])  # in the data's order
+
+
+def test_the_sampler_makes_the_trainer_s_batches():
+    x, y, _ = _data(n=30)
+    s = np.array([f"d/s{i // 6}" for i in range(30)], dtype=object)  # every class in a fold
+    CALLS.clear()
+    train_loso("recipe_recorder", x, y, s, recipe=_recipe(
+        epochs=1, sampler=ClassBalancedSampler(3, 2)), folds=1)
+    train = [c for t, c in CALLS if t]
+    _, tr, _ = loso_folds(s)[0]
+    count, official = 0, 0  # batchsize_balance.py's loop, written out
+    while count + 6 < len(tr):
+        official, count = official + 1, count + 6
+    assert len(train) == official == 3 and all(len(b) == 6 for b in train)
+    rows = {x[i].tobytes(): int(y[i]) for i in tr}
+    for b in train:
+        assert sorted(np.bincount([rows[v.numpy().tobytes()] for v in b]).tolist()) == [2, 2, 2]
+
+
+def test_the_evaluation_cadence_and_the_seed():
+    x, y, s = _data()
+    rule = Selection("per-fold", metric="acc", ties="latest", every=3, first=2, source="test")
+    res = train_loso("recipe_recorder", x, y, s, recipe=_recipe(epochs=10, selection=rule,
+                                                              seed=2025),
+                     selection="official")
+    assert res.kept_epochs == [2, 5, 8, 10]  # the rule's epochs and the last one
+    assert res.seed == 2025 and res.settings["seed"] == 2025
+    assert set(res.chosen["official"].values()) <= {2, 5, 8}
+    other = train_loso("recipe_recorder", x, y, s, recipe=_recipe(epochs=10, seed=7))
+    assert other.seed == 7

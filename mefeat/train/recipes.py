@@ -170,8 +170,8 @@ class _WarmupCosineFactor:
 
 def steps_per_epoch(recipe: Recipe, n_train: int) -> int:
     """Optimizer steps in one epoch of a fold with ``n_train`` training samples."""
-    if recipe.sampler is not None:
-        return max(1, n_train // recipe.sampler.batch_size)
+    if recipe.sampler is not None:  # the sampler's loop: while count + size < n
+        return max(1, math.ceil(n_train / recipe.sampler.batch_size) - 1)
     if recipe.batch_size is None:
         return 1
     return max(1, math.ceil(n_train / recipe.batch_size))

@@ -1,0 +1,221 @@
+"""Documentation that runs: every command of README.md and every ``--help`` example, run in
+order on the demo data, so a documented command that fails fails CI.
+
+The commands run as written, with the data they name replaced by the demo's (and smaller
+copies of the shipped official folders) and the work cut down, each rewrite listed in
+``REWRITES`` / ``SMALLER`` below; nothing else is changed. The README's ``make demo`` and
+``make test`` are CI's own commands and are not run again here.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from mefeat.cli.main import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def commands_of(markdown: str) -> list[str]:
+    """The shell commands of a Markdown text's ``bash`` blocks (continuations joined,
+    comments dropped)."""
+    out = []
+    for block in re.findall(r"```bash\n(.*?)```", markdown, flags=re.S):
+        text = re.sub(r"\\\n\s*", " ", block)
+        for line in text.splitlines():
+            line = re.sub(r"\s+#.*$", "", line).strip()
+            if line and not line.startswith("#"):
+                out.append(line)
+    return out
+
+
+def python_blocks(markdown: str) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", markdown, flags=re.S)
+
+
+def _examples(text: str) -> list[str]:
+    block = text.split("Example:", 1)[1] if "Example:" in text else ""
+    block = re.sub(r"\\\n\s*", " ", block)
+    return [line.strip() for line in block.splitlines() if line.strip().startswith("mefeat")]
+
+
+def help_examples() -> list[str]:
+    """Every ``Example:`` command of ``mefeat --help`` (first: it makes the demo folder the
+    others use), then of every command's ``--help``."""
+    out = _examples(cli.help)
+    for _, command in sorted(cli.commands.items()):
+        out += _examples(command.help or "")
+    return out
+
+
+def test_every_help_has_an_example():
+    missing = [n for n, c in cli.commands.items() if "Example:" not in (c.help or "")]
+    assert not missing, missing
+
+
+def _subset(folder: Path, dest: Path, subjects: int) -> Path:
+    """A copy of an official feature folder with its first ``subjects`` subjects only."""
+    dest.mkdir(parents=True)
+    table = folder / "combined_3_class2_for_optical_flow.csv"
+    with table.open(newline="", encoding="utf-8-sig") as f:
+        rows = list(csv.DictReader(f))
+    keep = sorted({r["sub"] for r in rows})[:subjects]
+    rows = [r for r in rows if r["sub"] in keep]
+    with (dest / table.name).open("w", newline="") as f:
+        w = csv.DictWriter(f, list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    for r in rows:
+        for png in folder.glob(f"{r['sub']}_{r['filename_o']}*.png"):
+            shutil.copy(png, dest / png.name)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, shared_data):
+    """A working folder with the demo dataset and small copies of the official folders."""
+    from mefeat.demo import build_demo
+
+    work = tmp_path_factory.mktemp("docs")
+    demo = build_demo(work / "demo-data", subjects=2, clips=2)
+    feats = work / "features"
+    _subset(shared_data / "features" / "cde28_htnet", feats / "cde28_htnet", 3)
+    _subset(shared_data / "features" / "cde28_causalnet", feats / "cde28_causalnet", 3)
+    shutil.copy(shared_data / "features" / "cde28_htnet_mtcnn_points.csv", feats)
+    _video(demo, work / "interview.mp4")
+    return work, demo
+
+
+def _video(demo, path: Path) -> None:
+    """A video of the demo's clips with still frames between them."""
+    import cv2
+
+    clips = sorted(p for p in demo.root.glob("sub01/*") if p.is_dir())
+    frames = []
+    for clip in clips:
+        shots = [cv2.imread(str(f)) for f in sorted(clip.glob("*.jpg"),
+                                                    key=lambda f: int(f.stem[3:]))]
+        frames += [shots[0]] * 10 + shots + [shots[-1]] * 10
+    h, w = frames[0].shape[:2]
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, (w, h))
+    for f in frames:
+        out.write(f)
+    out.release()
+
+
+def _rewrite(command: str, work: Path, demo) -> list[str]:
+    """The command with the demo's data and a small amount of work (see the module doc)."""
+    key = "casme2/sub01/EP01_01"
+    text = command
+    for old, new in REWRITES:
+        text = text.replace(old, new)
+    text = (text.replace("{root}", str(demo.root)).replace("{ann}", str(demo.annotations))
+            .replace("{key}", key).replace("{features}", str(work / "features")))
+    argv = shlex.split(text)
+    if argv[:2] == ["python", "benchmarks/official_loso.py"]:
+        argv = [sys.executable, str(ROOT / argv[1]), *argv[2:]]
+    less = dict(SMALLER.get(argv[1], {}))
+    if "--model" in argv:
+        less.update(SMALLER_FOR_MODEL.get(argv[argv.index("--model") + 1], {}))
+    for flag, value in less.items():
+        if flag in argv:
+            i = argv.index(flag)
+            if value is None:
+                del argv[i:i + 2]
+            else:
+                argv[i + 1] = value
+        elif value is not None:
+            argv += [flag, value]
+    return argv
+
+
+# Data the documented commands name, and what stands for it here.
+REWRITES = [
+    ("CASME2_RAW_selected", "{root}"),
+    ("CASME2-coding-20140508.xlsx", "{ann}"),
+    ("--labels megc2019", "--labels casme2-5"),  # the demo clips are not the composite's
+    ("casme2/sub01/EP02_01f", "{key}"),
+    ("demo/s01/EP01_01", "{key}"),
+    ("../shared/data/features", "{features}"),  # 3-subject copies
+    ("shared/data/features", "{features}"),
+    ("STSTNet/STSTNet_Weights", "runs/ststnet/checkpoints"),  # the repository's weights
+    ("STSTNet_Weights", "runs/ststnet/checkpoints"),
+    ("my_clip/", "{root}/sub01/EP01_01"),  # a demo clip; interview.mp4: made by `world`
+    ("block_length=1,2,4,6", "block_length=2"),  # one value of the sweep
+    # two light models for every model: the bench's orchestration is what runs here (every
+    # model's recipe runs in the slow tests/test_bench.py::test_baselines_bench_on_demo)
+    ("--baselines", "--models ststnet,offapexnet"),
+]
+# Less work, per command: flag -> value (None: drop the flag).
+_ONE = {"--epochs": "1", "--runs": "1", "--workers": "1"}
+SMALLER = {
+    "train": _ONE,
+    "bench": {**_ONE, "--conditions": "gt"},
+    "benchmarks/official_loso.py": {"--epochs": "1", "--folds": "1", "--workers": "1"},
+    "extract": {"--workers": "1"},
+    "demo": {"--subjects": "2", "--clips": "2", "--workers": "1"},
+}
+# The large models train one fold (CausalNet's step takes seconds on a CPU).
+SMALLER_FOR_MODEL = {"causalnet": {"--folds": "1"}, "htnet": {"--folds": "1"}}
+# Commands whose documented outcome is a refusal on this machine.
+REFUSED = {"--gpus-per-job": "has no GPU"}
+
+
+def _run(argv: list[str], cwd: Path) -> tuple[int, str]:
+    if argv[0] == "mefeat":
+        runner = CliRunner()
+        import os
+
+        old = os.getcwd()
+        os.chdir(cwd)
+        try:
+            res = runner.invoke(cli, argv[1:], catch_exceptions=True)
+        finally:
+            os.chdir(old)
+        out = res.output + (f"\n{res.exception!r}" if res.exception and
+                            not isinstance(res.exception, SystemExit) else "")
+        return res.exit_code, out
+    res = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=600)
+    return res.returncode, res.stdout + res.stderr
+
+
+def _check(argv: list[str], code: int, out: str) -> None:
+    refused = next((why for flag, why in REFUSED.items() if flag in argv), None)
+    if refused:
+        assert code == 1 and refused in out, (argv, out[-2000:])
+    else:
+        assert code == 0, (argv, out[-3000:])
+
+
+def test_readme_commands_run(world):
+    work, demo = world
+    readme = (ROOT / "README.md").read_text()
+    commands = [c for c in commands_of(readme) if not c.startswith("make ")]
+    assert len(commands) > 20
+    for command in commands:
+        argv = _rewrite(command, work, demo)
+        code, out = _run(argv, work)
+        _check(argv, code, out)
+    for block in python_blocks(readme):
+        code = block.replace('"casme2.zarr"', repr(str(work / "casme2.zarr")))
+        exec(compile(code, "README.md", "exec"), {})
+
+
+def test_help_examples_run(world):
+    work, demo = world
+    examples = help_examples()
+    assert len(examples) >= len(cli.commands)
+    for command in examples:
+        argv = _rewrite(command, work, demo)
+        code, out = _run(argv, work)
+        _check(argv, code, out)
