@@ -42,6 +42,9 @@ SPOTTERS = RegistryChoice(registry("mefeat.keyframes.spotting", "SPOT_METHODS"))
 SELECTIONS = RegistryChoice(registry("mefeat.train.selection", "SELECTIONS"))
 PRECISIONS = RegistryChoice(registry("mefeat.models.recipe", "PRECISIONS"))
 EXECUTORS = RegistryChoice(registry("mefeat.executors", "EXECUTORS"))
+IMPORT_FORMATS = RegistryChoice(registry("mefeat.datasets.official", "FORMATS"))
+EXPORT_FORMATS = RegistryChoice(lambda: ["h5", *registry("mefeat.run.export_official",
+                                                         "EXPORT_FORMATS")()])
 
 
 class LazyHelpOption(click.Option):

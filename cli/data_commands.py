@@ -7,7 +7,15 @@ from pathlib import Path
 
 import click
 
-from ._choices import EXECUTORS, FLOWS, READERS, SCHEMES, LazyHelpOption, keyframes_help
+from ._choices import (
+    EXECUTORS,
+    EXPORT_FORMATS,
+    FLOWS,
+    READERS,
+    SCHEMES,
+    LazyHelpOption,
+    keyframes_help,
+)
 
 
 @click.command()
@@ -118,7 +126,7 @@ def show(store, key, variant, out):
 
 @click.command()
 @click.argument("store")  # a folder or any fsspec URL zarr accepts
-@click.option("--format", "fmt", type=click.Choice(["h5", "causalnet", "htnet", "ststnet"]),
+@click.option("--format", "fmt", type=EXPORT_FORMATS,
               default="h5", show_default=True,
               help="h5: every array of the store in HDF5. causalnet, htnet, ststnet: one "
               "variant as the folders the official code reads (28×28 PNGs, LOSO folds, CSV).")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from ._choices import MODELS, PRECISIONS, SCHEMES, SELECTIONS
+from ._choices import IMPORT_FORMATS, MODELS, PRECISIONS, SCHEMES, SELECTIONS
 
 
 def _model_names() -> list[str]:
@@ -47,7 +47,7 @@ def models(as_json):
 
 @click.command("import-features")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["htnet", "causalnet"]), required=True)
+@click.option("--format", "fmt", type=IMPORT_FORMATS, required=True)
 @click.option("--store", required=True, type=click.Path(path_type=Path))
 @click.option("--points", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Optional CSV of HTNet's 28-px region points per image.")
