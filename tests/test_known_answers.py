@@ -455,6 +455,32 @@ def test_direction_maps_match_the_official_causalnet_images(shared_data):
     assert len(corr) > 150 and np.median(corr) > 0.95, np.median(corr)
 
 
+def test_official_uv_views_hand_u_then_v(shared_data, tmp_path):
+    # Off-ApexNet's and Dual-Inception's view of imported official images must hand the
+    # model (u, v). The known answer is the authors' own direction map X_2, made from the
+    # onset→apex u and v: Algorithm 1 (written out above) of the view's two channels has
+    # its hues; of the channels swapped, the reverse order (correlation near -1).
+    from mefeat.run.import_features import import_features
+    from mefeat.views.data import load_view
+
+    folder = shared_data / "features" / "cde28_causalnet"
+    summary = import_features(folder, fmt="causalnet", store=tmp_path / "c.zarr")
+    for view in ("offapexnet", "dual_inception"):
+        data = load_view(tmp_path / "c.zarr", variant=summary.variant, view=view)
+        uv = data.inputs[0]
+        assert uv.shape == (442, 2, 28, 28)
+        corr = []
+        for i in range(0, 442, 4):
+            sub, clip = data.keys[i].split("/")[1:]
+            official = cv2.imread(str(folder / f"{sub}_{clip}_2 .png"))
+            ours = _algorithm_1(uv[i].transpose(1, 2, 0))
+            hues = [cv2.cvtColor(m, cv2.COLOR_BGR2HSV)[..., 0].astype(float).ravel()
+                    for m in (ours, official)]
+            if hues[0].std() and hues[1].std():
+                corr.append(np.corrcoef(*hues)[0, 1])
+        assert len(corr) > 75 and np.median(corr) > 0.95, (view, np.median(corr))
+
+
 # -- 5. noisy key frames: one draw per run and key ---------------------------------------------
 
 
