@@ -35,3 +35,26 @@ def store_arrays(store) -> dict[str, np.ndarray]:
     out["status"] = fs.column("status")
     out["error"] = fs.column("error")
     return out
+
+
+def add_short_clip(root, annotations, name: str = "EP99_01"):
+    """Copy the clip of the spreadsheet's first row to ``name`` and annotate it with
+    offset = onset + 1 (a valid annotation that leaves no frame to spot an apex in);
+    returns the new clip's key."""
+    import shutil
+    from pathlib import Path
+
+    from openpyxl import load_workbook
+
+    wb = load_workbook(annotations)
+    header = [c.value for c in wb.active[1]]
+    row = [c.value for c in wb.active[2]]
+    clip = next(Path(root).glob(f"*/{row[header.index('Filename')]}"))
+    shutil.copytree(clip, clip.with_name(name))
+    onset = row[header.index("OnsetFrame")]
+    row[header.index("Filename")] = name
+    row[header.index("ApexFrame")] = onset
+    row[header.index("OffsetFrame")] = onset + 1
+    wb.active.append(row)
+    wb.save(annotations)
+    return f"casme2/{clip.parent.name}/{name}"

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _stores import store_arrays
+from _stores import add_short_clip, store_arrays
 
 from mefeat.demo import build_demo
 from mefeat.errors import StoreError
@@ -168,22 +168,10 @@ def test_stopped_before_a_variant_failure_is_written_then_resumed(demo, tmp_path
     # A clip too short to spot an apex in fails in the spot variant alone (write_failure):
     # stopped just before that reason is written, then resumed, the store equals an
     # uninterrupted run's.
-    from openpyxl import load_workbook
-
     root = tmp_path / "CASME2"
     shutil.copytree(demo.root, root)
     ann = root / demo.annotations.name
-    wb = load_workbook(ann)
-    header = [c.value for c in wb.active[1]]
-    row = [c.value for c in wb.active[2]]
-    clip = next(root.glob(f"*/{row[header.index('Filename')]}"))
-    shutil.copytree(clip, clip.with_name("EP99_01"))
-    onset = row[header.index("OnsetFrame")]
-    row[header.index("Filename")] = "EP99_01"
-    row[header.index("ApexFrame")] = onset
-    row[header.index("OffsetFrame")] = onset + 1
-    wb.active.append(row)
-    wb.save(ann)
+    add_short_clip(root, ann)
 
     def run(store):
         return extract(root, dataset="casme2", annotations=ann, store=store, size=SIZE,
