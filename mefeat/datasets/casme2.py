@@ -21,10 +21,9 @@ from mefeat.datasets._base import (
     cell_text,
     join_rows,
     parse_action_units,
-    read_table,
-    refuse_other_dataset,
 )
 from mefeat.datasets._sample import Dropped
+from mefeat.datasets._tables import read_table, refuse_other_dataset
 from mefeat.errors import AnnotationError, DatasetLayoutError
 
 DATASET = "casme2"

@@ -28,9 +28,9 @@ from mefeat.datasets._base import (
     drop,
     join_rows,
     parse_action_units,
-    read_table,
 )
 from mefeat.datasets._sample import Dropped
+from mefeat.datasets._tables import read_table
 from mefeat.errors import AnnotationError, SampleError
 
 DATASET = "casme3a"

@@ -20,9 +20,9 @@ from mefeat.datasets._base import (
     cell_text,
     join_rows,
     parse_action_units,
-    read_table,
 )
 from mefeat.datasets._sample import Dropped, Sample
+from mefeat.datasets._tables import read_table
 from mefeat.errors import AnnotationError, DatasetLayoutError
 
 COLUMNS = {

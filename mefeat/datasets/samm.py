@@ -18,10 +18,9 @@ from mefeat.datasets._base import (
     cell_int,
     cell_text,
     parse_action_units,
-    read_table,
-    refuse_other_dataset,
 )
 from mefeat.datasets._sample import Dropped
+from mefeat.datasets._tables import read_table, refuse_other_dataset
 from mefeat.errors import AnnotationError
 
 DATASET = "samm"

@@ -22,9 +22,9 @@ from mefeat.datasets._base import (
     cell_text,
     drop,
     join_rows,
-    read_table,
 )
 from mefeat.datasets._sample import Dropped
+from mefeat.datasets._tables import read_table
 from mefeat.errors import AnnotationError, DatasetLayoutError
 
 EMOTION_CODES = {"ne": "negative", "po": "positive", "sur": "surprise"}
