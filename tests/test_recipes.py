@@ -70,9 +70,15 @@ def _recipe(**kw) -> Recipe:
     return Recipe(**{**base, **kw})
 
 
-if "recipe_recorder" not in _REGISTRY:
-    register("recipe_recorder", view="test", input_shapes=((2, 8, 8),), recipe=_recipe())(
-        lambda *, num_classes=3: Recorder(num_classes=num_classes))
+def _register_fresh(name: str, build, **options) -> None:
+    """Register a test model built from this module's classes: an earlier registration
+    (the module imported again in one process, as mutmut does) would record elsewhere."""
+    _REGISTRY.pop(name, None)
+    register(name, **options)(build)
+
+
+_register_fresh("recipe_recorder", lambda *, num_classes=3: Recorder(num_classes=num_classes),
+                view="test", input_shapes=((2, 8, 8),), recipe=_recipe())
 
 
 def _data(n=30, subjects=3, seed=0):
@@ -243,10 +249,10 @@ def test_keyframe_jitter_draws_frames_in_range_in_training_only(frames_store):
     jitter = KeyframeJitter(onset_after=1.0, apex_before=1.0, apex_after=1.0, divisor=2)
     data = load_view(frames_store, view="mmnet", jitter=jitter)
     name = "recipe_jitter_recorder"
-    if name not in _REGISTRY:
-        register(name, view="mmnet", input_shapes=((3, 224, 224), (3, 224, 224)),
-                 recipe=_recipe(epochs=3, keyframe_jitter=jitter))(
-            lambda *, num_classes=3: Recorder(num_classes=num_classes, in_features=3 * 224 * 224))
+    _register_fresh(
+        name, lambda *, num_classes=3: Recorder(num_classes=num_classes, in_features=3 * 224 * 224),
+        view="mmnet", input_shapes=((3, 224, 224), (3, 224, 224)),
+        recipe=_recipe(epochs=3, keyframe_jitter=jitter))
     CALLS.clear()
     train_loso(name, data.inputs, data.labels, data.subjects, jitter=data.jitter,
                num_classes=data.num_classes)
@@ -304,22 +310,26 @@ def test_srmcl_extra_terms_change_the_gradients_and_weight_zero_removes_them():
     torch.testing.assert_close(zero, ce_only)
 
 
+class OwnLoss(Recorder):
+    """A model with its own training loss, counting its calls (at module level: the
+    registered factory must build this class however often the test runs in a process)."""
+
+    calls = 0
+
+    def forward_train(self, x):
+        return self(x)
+
+    def loss(self, out, y):
+        OwnLoss.calls += 1
+        return nn.functional.cross_entropy(out, y) * 0 + out.sum() * 0
+
+
 def test_the_trainer_calls_the_model_loss():
-    class OwnLoss(Recorder):
-        calls = 0
-
-        def forward_train(self, x):
-            return self(x)
-
-        def loss(self, out, y):
-            OwnLoss.calls += 1
-            return nn.functional.cross_entropy(out, y) * 0 + out.sum() * 0
-
+    OwnLoss.calls = 0
     name = "recipe_own_loss"
-    if name not in _REGISTRY:
-        register(name, view="test", input_shapes=((2, 8, 8),),
-                 recipe=_recipe(epochs=3, loss="model"))(
-            lambda *, num_classes=3: OwnLoss(num_classes=num_classes))
+    _register_fresh(name, lambda *, num_classes=3: OwnLoss(num_classes=num_classes),
+                    view="test", input_shapes=((2, 8, 8),),
+                    recipe=_recipe(epochs=3, loss="model"))
     x, y, s = _data()
     res = train_loso(name, x, y, s, fold_batch=3)
     assert OwnLoss.calls == 3 * 3  # epochs × folds, one full batch each
