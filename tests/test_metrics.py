@@ -84,3 +84,61 @@ def test_metrics_table_overall_and_per_dataset():
     assert t2["overall"]["uf1"] == pytest.approx(t["overall"]["uf1"])
     with pytest.raises(KeyError):
         metrics_table([{"label": 0, "prediction": 0}], 3)
+
+
+# -- written against the surviving mutants of `make mutants` (mefeat.train.metrics) ---------
+
+
+def test_empty_input_gives_every_field():
+    e = metrics([], [], 3)
+    assert set(e) == {"uf1", "uar", "acc", "n", "f1_per_class", "recall_per_class",
+                      "confusion"}
+    assert all(math.isnan(e[k]) for k in ("uf1", "uar", "acc")) and e["n"] == 0
+    assert e["f1_per_class"] == [None] * 3 and e["recall_per_class"] == [None] * 3
+    assert e["confusion"] == [[0] * 3] * 3
+
+
+def test_a_length_mismatch_says_both_lengths():
+    with pytest.raises(ValueError, match="y_true has 2 entries but y_pred has 1"):
+        metrics([0, 1], [0], 3)
+
+
+def test_column_vectors_and_string_ids_score_as_flat_integers():
+    # A prediction table read back from CSV holds strings; a model's argmax may come as
+    # (N, 1). Both are the same predictions, scored without a warning.
+    import warnings
+
+    y = [0, 0, 1, 1, 2, 2]
+    p = [0, 1, 1, 1, 2, 0]
+    flat = metrics(y, p, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert metrics(np.array(y)[:, None], np.array(p)[:, None], 3) == flat
+        assert metrics([str(v) for v in y], [str(v) for v in p], 3) == flat
+
+
+def test_samples_of_no_scheme_class_give_nan_means():
+    # Every sample's class lies outside the scheme: no class to average over.
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no mean of an empty list
+        m = metrics([5, 6], [5, 6], 3)
+    assert math.isnan(m["uf1"]) and math.isnan(m["uar"]) and m["acc"] == 1.0
+    assert m["f1_per_class"] == [None] * 3 and m["confusion"] == [[0] * 3] * 3
+
+
+def test_a_class_absent_from_both_keeps_its_row_of_the_confusion_matrix():
+    m = metrics([0, 0, 1], [0, 1, 1], 3)
+    assert m["confusion"] == [[1, 1, 0], [0, 1, 0], [0, 0, 0]]
+
+
+def test_metrics_table_defaults_to_three_classes_and_names_what_is_missing():
+    records = [{"dataset": "casme2", "label": 0, "prediction": 0},
+               {"dataset": "samm", "label": 1, "prediction": 1}]
+    t = metrics_table(records)
+    assert len(t["overall"]["f1_per_class"]) == 3
+    with pytest.raises(KeyError, match=r"lacks column\(s\) \['dataset'\]"):
+        metrics_table(pd.DataFrame(records).drop(columns="dataset"))
+    with pytest.raises(KeyError, match="record 1 lacks field 'dataset'"):
+        metrics_table([records[0], {"label": 1, "prediction": 1}])

@@ -34,7 +34,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import confusion_matrix
 
 
 def metrics(
@@ -72,10 +71,11 @@ def metrics(
             "recall_per_class": [None] * len(labels),
             "confusion": [[0] * len(labels) for _ in labels],
         }
-    cm = confusion_matrix(t, p, labels=labels)
-    # Counted from the labels themselves, not from ``cm``: a prediction outside the label
-    # scheme (MMNet's released 5-logit head on 3 classes) is no row or column of ``cm`` but
-    # is still a sample of its true class that was missed.
+    # Counted from the labels themselves (sklearn's confusion_matrix refuses a subset in
+    # which no true label is in the scheme). A prediction outside the label scheme
+    # (MMNet's released 5-logit head on 3 classes) is no column of ``cm`` but is still a
+    # sample of its true class that was missed.
+    cm = np.array([[np.sum((t == a) & (p == b)) for b in labels] for a in labels], np.int64)
     tp = np.array([np.sum((t == c) & (p == c)) for c in labels], np.float64)
     n_true = np.array([np.sum(t == c) for c in labels], np.float64)  # TP + FN
     n_pred = np.array([np.sum(p == c) for c in labels], np.float64)  # TP + FP
