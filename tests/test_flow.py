@@ -114,3 +114,32 @@ def test_every_action_moves_the_face(aligned_face):
                                 offset=4, peak=1.0, sigma=12)
         assert np.abs(clip[2].astype(int) - clip[0].astype(int)).max() > 5
         assert np.array_equal(clip[0], clip[4])  # relaxed back at the offset
+
+
+# -- written against the surviving mutants of `make mutants` (mefeat.flow.maps) ------------
+
+
+def test_maps_are_float32_whatever_the_flow_dtype():
+    from mefeat.flow import magnitude, normalise_components, optical_strain
+
+    rng = np.random.default_rng(0)
+    flow = rng.normal(size=(9, 11, 2))  # float64
+    for fn in (magnitude, optical_strain, normalise_components):
+        assert fn(flow).dtype == np.float32, fn.__name__
+        assert fn(flow.astype(np.float32)).dtype == np.float32, fn.__name__
+
+
+def test_normalise_components_is_the_float32_min_max_of_each_component():
+    from mefeat.flow import normalise_components
+
+    rng = np.random.default_rng(1)
+    flow = np.dstack([rng.normal(0, 3, (13, 17)), rng.normal(1, 0.2, (13, 17))])
+    flow = flow.astype(np.float32)
+    got = normalise_components(flow)
+    for c in (0, 1):
+        x = flow[..., c]
+        np.testing.assert_array_equal(got[..., c], (x - x.min()) / (x.max() - x.min()))
+    # a component without motion range (a still face's v) maps to 0, not 0/0
+    flow[..., 1] = 0.25
+    got = normalise_components(flow)
+    assert np.isfinite(got).all() and (got[..., 1] == 0).all()
