@@ -25,6 +25,7 @@ from mefeat.models import (
     RandomCrop,
     Recipe,
     RecipeError,
+    Rotation,
     Selection,
     StepLR,
     WarmupCosine,
@@ -613,3 +614,56 @@ def test_the_evaluation_cadence_and_the_seed():
     assert set(res.chosen["official"].values()) <= {2, 5, 8}
     other = train_loso("recipe_recorder", x, y, s, recipe=_recipe(epochs=10, seed=7))
     assert other.seed == 7
+
+
+# -- each model's recipe against its official source, written out here ----------------------
+# (CausalNet, HTNet, STSTNet and the OFF-TANet family: their tests/test_model_*.py spec tests)
+
+
+def test_mmnet_recipe_is_casme2_3_py():
+    r = get_spec("mmnet").recipe
+    # CASME2_3.py L430-431 AdamW(lr=0.0008, weight_decay=0.7); L441 + L497-500
+    # ExponentialLR(0.987) stepped while i <= 50; L445 range(1, 100); L407 batch 24, shuffle
+    assert r.optimizer == Optimizer("adamw", lr=0.0008, weight_decay=0.7)
+    assert r.schedule == ExponentialLR(gamma=0.987, until_epoch=50)
+    assert (r.epochs, r.batch_size, r.shuffle, r.loss, r.label_smoothing) == (
+        99, 24, True, "cross_entropy", 0.0)
+    # L371-378 RandomHorizontalFlip(0.5) → RandomRotation(4) → RandomCrop(224, padding=4)
+    assert r.augmentation == (HorizontalFlip(p=0.5), Rotation(degrees=4),
+                              RandomCrop(padding=4, padding_mode="constant"))
+    # L137 onset + int(0.2 d1 / 4); L145-146 apex - int(0.15 d1 / 4) .. apex + int(0.15 d2 / 4)
+    assert r.keyframe_jitter == KeyframeJitter(onset_after=0.2, apex_before=0.15,
+                                               apex_after=0.15, divisor=4)
+    # L553-584: per fold, best F1 with >=, the later epoch on ties
+    s = r.selection
+    assert (s.kind, s.metric, s.ties, s.every, s.stop) == ("per-fold", "uf1", "latest", 1, None)
+
+
+def test_edmdbn_recipe_is_its_trainer_and_yaml():
+    r = get_spec("edmdbn").recipe
+    # trainer configure_optimizers: AdamW(lr 1e-4) with weight decay 1e-8 on >= 2-D weights
+    assert r.optimizer == Optimizer("adamw", lr=1e-4, weight_decay=1e-8,
+                                    decay_matrices_only=True)
+    # lr_sched.CosineWarmupScheduler: 1e-8 + lr ½(1 + cos(πk/T)) min(k/W, 1) per step, W 10 epochs
+    assert r.schedule == WarmupCosine(warmup_epochs=10, floor=1e-8)
+    # yaml: max_epochs 60, batch 4, precision 16; trainer L76-78 label_smoothing=0.1; seed 42
+    assert (r.epochs, r.batch_size, r.shuffle, r.precision, r.label_smoothing, r.seed) == (
+        60, 4, True, "fp16", 0.1, 42)
+    # datasets/transforms.py FuseNetTransform: flip 0.5, rotation 4, crop padding 4 'edge'
+    assert r.augmentation == (HorizontalFlip(p=0.5), Rotation(degrees=4),
+                              RandomCrop(padding=4, padding_mode="edge"))
+    # ModelCheckpoint(monitor uf1, max: strict, earliest on ties); EarlyStopping(uf1,
+    # patience 60 * 0.5 = 30, stopping_threshold 0.99)
+    s = r.selection
+    assert (s.kind, s.metric, s.ties, s.stop, s.patience) == (
+        "per-fold", "uf1", "earliest", (">", 0.99), 30)
+
+
+def test_srmcl_recipe_trains_its_method_with_a_balanced_sampler():
+    r = get_spec("srmcl").recipe
+    # VIT_SRMCL.py L312-334: the model's own loss (masked forward, reconstruction and
+    # memory-contrastive terms); Dataloader/batchsize_balance.py: classes × samples batches
+    assert r.loss == "model" and r.sampler == ClassBalancedSampler(n_classes=3, n_samples=10)
+    assert r.batch_size is None  # the sampler's 3 × 10 batches
+    assert r.selection.kind == "last"
+    assert "mefeat's choices" in r.source  # no training script: the rest is said to be ours
