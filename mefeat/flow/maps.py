@@ -50,7 +50,7 @@ def normalise_components(flow: np.ndarray) -> np.ndarray:
 DIRECTION_RULE = "hue = atan2(v_n, u_n)*90/pi, u and v min-max normalised each on its own"
 
 
-def direction_map(flow: np.ndarray, *, normalise: bool = True) -> np.ndarray:
+def direction_map(flow: np.ndarray) -> np.ndarray:
     """The HSV direction map of the CausalNet supplement (Algorithm 1), as BGR uint8.
 
     The components are min-max normalised, each on its own (supplement Fig. 3); θ is the
@@ -67,7 +67,7 @@ def direction_map(flow: np.ndarray, *, normalise: bool = True) -> np.ndarray:
         uint8 array of shape (H, W, 3), BGR.
     """
     _check_flow(flow)
-    f = normalise_components(flow) if normalise else flow.astype(np.float32)
+    f = normalise_components(flow)
     _, theta = cv2.cartToPolar(np.ascontiguousarray(f[..., 0]), np.ascontiguousarray(f[..., 1]))
     hsv = np.empty(flow.shape[:2] + (3,), np.uint8)
     hsv[..., 0] = np.clip(theta * 180.0 / (2 * np.pi), 0, 179).astype(np.uint8)
