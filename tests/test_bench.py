@@ -118,7 +118,7 @@ def test_ray_gives_the_same_table(bench_store, tmp_path):
 def test_baselines_bench_on_demo(bench_store, tmp_path):
     from mefeat.models import list_models
 
-    # Every registered model with its own recipe (22 min on 2 loaded cores, EDMDBN most).
+    # Every registered model with its own recipe (about 5 min on 2 loaded cores).
     out = tmp_path / "all"
     res = CliRunner().invoke(cli, ["bench", str(bench_store), "--baselines", "--runs", "1",
                                    "--epochs", "2", "--conditions", "gt,std10", "--out",
