@@ -142,3 +142,9 @@ def test_metrics_table_defaults_to_three_classes_and_names_what_is_missing():
         metrics_table(pd.DataFrame(records).drop(columns="dataset"))
     with pytest.raises(KeyError, match="record 1 lacks field 'dataset'"):
         metrics_table([records[0], {"label": 1, "prediction": 1}])
+
+
+def test_one_sample_is_scored():
+    m = metrics([1], [1], 3)
+    assert (m["uf1"], m["uar"], m["acc"], m["n"]) == (1.0, 1.0, 1.0, 1)
+    assert m["confusion"] == [[0, 0, 0], [0, 1, 0], [0, 0, 0]]
