@@ -107,3 +107,33 @@ def test_hdf5_export_has_the_same_arrays(tmp_path):
         assert np.allclose(h5["features/gt/strain_oa"][0], 0.5)
         assert [k.decode() for k in h5["samples/key"][:]][0] == "demo/s0/c0"
         assert h5.attrs["schema_version"] == SCHEMA_VERSION
+
+
+def test_a_forked_worker_does_not_keep_the_writer_lock(tmp_path):
+    # flock belongs to the open file, which a forked child shares: if a pool worker kept
+    # its copy, a writer that died (its descriptor closed without unlocking) would leave
+    # the store locked for as long as the worker lives, and the resume would be refused.
+    import os
+    import time
+
+    from mefeat.store.lock import WriterLock
+
+    lock = WriterLock(tmp_path)
+    lock.acquire()
+    ready, tell = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the worker (its at-fork handlers have run): alive while the parent retries
+        os.write(tell, b"x")
+        time.sleep(5)
+        os._exit(0)
+    try:
+        assert os.read(ready, 1) == b"x"
+        os.close(lock._fd)  # the writer's death: no unlock, its descriptor gone
+        again = WriterLock(tmp_path)
+        again.acquire()  # refused if the child still holds the lock
+        again.release()
+    finally:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        os.close(ready)
+        os.close(tell)
