@@ -67,7 +67,6 @@ def check_keyframes(key: str, n_frames: int, onset: int, apex: int, offset: int)
         )
 
 
-
 def is_utf8(text: str) -> bool:
     """Whether ``text`` encodes as UTF-8: a file name's undecodable bytes come back from the
     file system as surrogates, which cannot name a store folder or a sample."""

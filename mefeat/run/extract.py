@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-import numpy as np
 
 from mefeat.datasets import get_scheme, read_dataset
 from mefeat.datasets._sample import Dropped, Sample
@@ -27,7 +26,7 @@ from mefeat.flow.maps import DIRECTION_RULE
 from mefeat.frames import check_keyframes, read_clip
 from mefeat.keyframes import KeyFrames, parse_policy
 from mefeat.provenance import versions
-from mefeat.store import FeatureStore, annotations_fingerprint
+from mefeat.store import FeatureStore, annotations_fingerprint, cast_maps
 
 
 @dataclass
@@ -278,7 +277,7 @@ def _extract(store, samples, dropped, config, align, *, flow, flow_params, flow_
             if frames is not None:
                 fs.write_frames(key, frames, landmarks)
             for name, (kf, maps) in results.items():
-                variants[name][1].write_sample(index, kf, _cast(maps))
+                variants[name][1].write_sample(index, kf, cast_maps(maps))
             # A variant that could not be made keeps its reason in that variant; the
             # sample's status is its clip's: done once its frames are aligned.
             for name, reason in var_errors.items():
@@ -293,8 +292,3 @@ def _extract(store, samples, dropped, config, align, *, flow, flow_params, flow_
         bar.close()
     return summary
 
-
-def _cast(maps: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    from mefeat.store import MAPS
-
-    return {k: v.astype(MAPS[k][1], copy=False) for k, v in maps.items()}

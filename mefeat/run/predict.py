@@ -64,7 +64,7 @@ from mefeat.keyframes.intervals import (
     window_starts,
 )
 from mefeat.report.predict import draw_prediction
-from mefeat.store import MAPS
+from mefeat.store import cast_maps
 from mefeat.views import build_inputs, get_view
 
 DEFAULT_WINDOW = 64
@@ -332,7 +332,7 @@ def view_inputs(run: Run, aligned: np.ndarray, landmarks: np.ndarray, onset: int
     flow = run.flow
     maps = clip_features(aligned, onset, apex, offset, flow["method"], flow.get("params") or {},
                          size=flow.get("size"))
-    maps = {k: v.astype(MAPS[k][1], copy=False) for k, v in maps.items()}
+    maps = cast_maps(maps)
     view = get_view(run.info["view"])
     opts = view.resolve_options(run.info.get("view_options"))
     arrays: dict[str, Any] = {k: maps[k][None] for k in view.arrays if k in maps}

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import zarr
 
 from mefeat.datasets._sample import Sample
@@ -55,6 +56,11 @@ MAPS: dict[str, tuple[int, str]] = {
     "dir_oa": (3, "uint8"),
     "dir_ao": (3, "uint8"),
 }
+
+
+def cast_maps(maps: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A clip's feature maps in the dtypes the store keeps them in (:data:`MAPS`)."""
+    return {k: v.astype(MAPS[k][1], copy=False) for k, v in maps.items()}
 
 
 def annotation_record(s: Sample) -> dict[str, Any]:
