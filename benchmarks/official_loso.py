@@ -11,6 +11,13 @@ scores come from the jobs' per-epoch held-out predictions (``mefeat.report.bench
         --out runs/dual-inception --workers 2
     python benchmarks/official_loso.py --model offtanet --store htnet.zarr --folds 2 \\
         --epochs 3 --out /tmp/quick      # a quick look (first 2 folds, 3 epochs)
+    python benchmarks/official_loso.py --model dual_inception --store htnet.zarr \\
+        --out runs/dual-inception --score-done   # score the folds done so far, train none
+
+Each fold it trains appends a line to ``OUT/fold_log.jsonl``: the fold, its seconds, when it
+finished, the load average then, the cores, the workers and the versions
+(``mefeat.provenance.versions``), so fold times from different machines or busy hours can be
+told apart.
 
 The published composite (MEGC 2019 CDE, 442 samples) figures it prints beside the result:
 Dual-Inception UF1 0.7322 / UAR 0.7278 (Zhou et al., FG 2019, abstract); Off-ApexNet
@@ -23,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -46,10 +54,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--folds", type=int, default=None, help="only the first N folds")
     ap.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--score-done", action="store_true",
+                    help="train nothing; score the folds whose job is already in OUT")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
     from mefeat.executors import run_jobs
+    from mefeat.provenance import versions
     from mefeat.report.bench import score_run
     from mefeat.report.bench_plan import BenchJob, BenchModel, load_run, write_job
     from mefeat.run.bench import bench_job
@@ -59,23 +70,34 @@ def main(argv: list[str] | None = None) -> int:
     variant = fs.pick_variant(args.variant)
     folds = sorted({f"{d}/{s}" for d, s in zip(fs.column("dataset"), fs.column("subject"),
                                                 strict=True)})
+    all_folds = len(folds)
     folds = folds[: args.folds] if args.folds else folds
     model = BenchModel(args.model)
     jobs = [BenchJob(store=str(args.store), variant=variant, model=model, condition="gt",
                      run=0, fold=f, epochs=args.epochs, selection="official",
                      device=args.device) for f in folds]
+    if args.score_done:
+        jobs = [j for j in jobs if j.path(args.out).is_file()]
+        if not jobs:
+            ap.error(f"--score-done: no fold of {args.model} is done in {args.out}")
+        folds = [j.fold for j in jobs]
     todo = [j for j in jobs if not j.path(args.out).is_file()]
+    host = {"versions": versions(), "cpus": os.cpu_count(), "workers": args.workers}
     t0 = time.perf_counter()
     for i, result in run_jobs(bench_job, [(j,) for j in todo],
                               executor="process" if args.workers > 1 else "local",
                               workers=args.workers):
         write_job(todo[i].path(args.out), result)
+        with (args.out / "fold_log.jsonl").open("a") as f:
+            f.write(json.dumps({"fold": todo[i].fold, "seconds": round(result["seconds"], 1),
+                                "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                "load_avg": os.getloadavg(), **host}) + "\n")
         print(f"fold {todo[i].fold}: {result['seconds']:.0f} s", file=sys.stderr, flush=True)
     wall = time.perf_counter() - t0
     done = load_run(args.out, model, "gt", 0, folds)
     classes = fs.attrs.get("classes") or []
     num_classes = len(classes) or int(fs.column("label").max()) + 1
-    out = {"model": args.model, "variant": variant, "folds": len(folds),
+    out = {"model": args.model, "variant": variant, "folds": len(folds), "of_folds": all_folds,
            "epochs": done[0]["epochs"], "wall_seconds_this_call": wall,
            "fold_seconds_total": sum(j["seconds"] for j in done),
            "fold_batching": done[0]["fold_batching"], "recipe": done[0]["recipe"]}
@@ -89,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(out))
     else:
-        print(f"{args.model} on {variant}: {len(folds)} folds × {out['epochs']} epochs, "
+        print(f"{args.model} on {variant}: {len(folds)} of {all_folds} folds × {out['epochs']} "
+              "epochs, "
               f"{out['fold_seconds_total']:.0f} s of fold training ({wall:.0f} s this call)")
         for policy in ("last", "official"):
             v = out[policy]
