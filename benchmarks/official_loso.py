@@ -15,9 +15,9 @@ scores come from the jobs' per-epoch held-out predictions (``mefeat.report.bench
         --out runs/dual-inception --score-done   # score the folds done so far, train none
 
 Each fold it trains appends a line to ``OUT/fold_log.jsonl``: the fold, its seconds, when it
-finished, the load average then, the cores, the workers and the versions
-(``mefeat.provenance.versions``), so fold times from different machines or busy hours can be
-told apart.
+finished, the load average then, the cores, the workers, the versions
+(``mefeat.provenance.versions``) and the git commit, so fold times from different machines
+or busy hours can be told apart.
 
 The published composite (MEGC 2019 CDE, 442 samples) figures it prints beside the result:
 Dual-Inception UF1 0.7322 / UAR 0.7278 (Zhou et al., FG 2019, abstract); Off-ApexNet
@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -42,6 +43,19 @@ PUBLISHED = {
     "htnet": (0.8603, 0.8475, "Wang et al., Neurocomputing 2024, Table 2"),
     "causalnet": (0.8976, 0.9020, "tony19980810/CausalNet README (released weights)"),
 }
+
+
+def _commit() -> str | None:
+    """The mefeat commit this script runs from (``+`` if the tree has changes), or None."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, text=True,
+                              capture_output=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=root, text=True, capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+" if dirty.strip() else "")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--score-done: no fold of {args.model} is done in {args.out}")
         folds = [j.fold for j in jobs]
     todo = [j for j in jobs if not j.path(args.out).is_file()]
-    host = {"versions": versions(), "cpus": os.cpu_count(), "workers": args.workers}
+    host = {"versions": versions(), "commit": _commit(), "cpus": os.cpu_count(),
+            "workers": args.workers}
     t0 = time.perf_counter()
     for i, result in run_jobs(bench_job, [(j,) for j in todo],
                               executor="process" if args.workers > 1 else "local",
