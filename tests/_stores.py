@@ -1,6 +1,11 @@
-"""Test support: small demo stores, and a whole store read back to compare two stores."""
+"""Test support: small demo stores, a whole store read back to compare two stores, and small
+copies of the official feature folders."""
 
 from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
 
 import numpy as np
 
@@ -41,9 +46,6 @@ def add_short_clip(root, annotations, name: str = "EP99_01"):
     """Copy the clip of the spreadsheet's first row to ``name`` and annotate it with
     offset = onset + 1 (a valid annotation that leaves no frame to spot an apex in);
     returns the new clip's key."""
-    import shutil
-    from pathlib import Path
-
     from openpyxl import load_workbook
 
     wb = load_workbook(annotations)
@@ -58,3 +60,21 @@ def add_short_clip(root, annotations, name: str = "EP99_01"):
     wb.active.append(row)
     wb.save(annotations)
     return f"casme2/{clip.parent.name}/{name}"
+
+
+def official_subset(folder: Path, dest: Path, subjects: int) -> Path:
+    """A copy of an official feature folder with its first ``subjects`` subjects only."""
+    dest.mkdir(parents=True)
+    table = folder / "combined_3_class2_for_optical_flow.csv"
+    with table.open(newline="", encoding="utf-8-sig") as f:
+        rows = list(csv.DictReader(f))
+    keep = sorted({r["sub"] for r in rows})[:subjects]
+    rows = [r for r in rows if r["sub"] in keep]
+    with (dest / table.name).open("w", newline="") as f:
+        w = csv.DictWriter(f, list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    for r in rows:
+        for png in folder.glob(f"{r['sub']}_{r['filename_o']}*.png"):
+            shutil.copy(png, dest / png.name)
+    return dest

@@ -9,7 +9,6 @@ copies of the shipped official folders) and the work cut down, each rewrite list
 
 from __future__ import annotations
 
-import csv
 import re
 import shlex
 import shutil
@@ -18,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from _stores import official_subset
 from click.testing import CliRunner
 
 from mefeat.cli.main import cli
@@ -63,24 +63,6 @@ def test_every_help_has_an_example():
     assert not missing, missing
 
 
-def _subset(folder: Path, dest: Path, subjects: int) -> Path:
-    """A copy of an official feature folder with its first ``subjects`` subjects only."""
-    dest.mkdir(parents=True)
-    table = folder / "combined_3_class2_for_optical_flow.csv"
-    with table.open(newline="", encoding="utf-8-sig") as f:
-        rows = list(csv.DictReader(f))
-    keep = sorted({r["sub"] for r in rows})[:subjects]
-    rows = [r for r in rows if r["sub"] in keep]
-    with (dest / table.name).open("w", newline="") as f:
-        w = csv.DictWriter(f, list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    for r in rows:
-        for png in folder.glob(f"{r['sub']}_{r['filename_o']}*.png"):
-            shutil.copy(png, dest / png.name)
-    return dest
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, shared_data):
     """A working folder with the demo dataset and small copies of the official folders."""
@@ -89,8 +71,8 @@ def world(tmp_path_factory, shared_data):
     work = tmp_path_factory.mktemp("docs")
     demo = build_demo(work / "demo-data", subjects=2, clips=2)
     feats = work / "features"
-    _subset(shared_data / "features" / "cde28_htnet", feats / "cde28_htnet", 3)
-    _subset(shared_data / "features" / "cde28_causalnet", feats / "cde28_causalnet", 3)
+    official_subset(shared_data / "features" / "cde28_htnet", feats / "cde28_htnet", 3)
+    official_subset(shared_data / "features" / "cde28_causalnet", feats / "cde28_causalnet", 3)
     shutil.copy(shared_data / "features" / "cde28_htnet_mtcnn_points.csv", feats)
     _video(demo, work / "interview.mp4")
     return work, demo
@@ -122,9 +104,9 @@ def _rewrite(command: str, work: Path, demo) -> list[str]:
     text = (text.replace("{root}", str(demo.root)).replace("{ann}", str(demo.annotations))
             .replace("{key}", key).replace("{features}", str(work / "features")))
     argv = shlex.split(text)
+    less = dict(SMALLER.get(argv[1], {}))  # by subcommand or script, before its path is made whole
     if argv[:2] == ["python", "benchmarks/official_loso.py"]:
         argv = [sys.executable, str(ROOT / argv[1]), *argv[2:]]
-    less = dict(SMALLER.get(argv[1], {}))
     if "--model" in argv:
         less.update(SMALLER_FOR_MODEL.get(argv[argv.index("--model") + 1], {}))
     for flag, value in less.items():
