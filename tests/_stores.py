@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mefeat.datasets.official import CSV_NAME
 from mefeat.demo import build_demo
 from mefeat.run.extract import extract
 from mefeat.store import FeatureStore
@@ -65,7 +66,7 @@ def add_short_clip(root, annotations, name: str = "EP99_01"):
 def official_subset(folder: Path, dest: Path, subjects: int) -> Path:
     """A copy of an official feature folder with its first ``subjects`` subjects only."""
     dest.mkdir(parents=True)
-    table = folder / "combined_3_class2_for_optical_flow.csv"
+    table = folder / CSV_NAME
     with table.open(newline="", encoding="utf-8-sig") as f:
         rows = list(csv.DictReader(f))
     keep = sorted({r["sub"] for r in rows})[:subjects]
