@@ -1,5 +1,6 @@
 """A full LOSO of one model by its recipe on an imported official feature folder, with UF1 /
-UAR under ``last`` and under the model's ``official`` epoch rule, and the wall time.
+UAR (overall and per dataset) under ``last`` and under the model's ``official`` epoch rule,
+and the wall time.
 
 Each fold is a bench job (``mefeat.run.bench.bench_job``) written to ``OUT/jobs`` as soon
 as it finishes, so a killed run resumes where it stopped (run the same command again). The
@@ -56,6 +57,10 @@ def _commit() -> str | None:
     except (OSError, subprocess.CalledProcessError):
         return None
     return head + ("+" if dirty.strip() else "")
+
+
+def _summary(m: dict) -> dict:
+    return {k: m[k] for k in ("uf1", "uar", "acc", "n")}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,8 +122,9 @@ def main(argv: list[str] | None = None) -> int:
            "fold_seconds_total": sum(j["seconds"] for j in done),
            "fold_batching": done[0]["fold_batching"], "recipe": done[0]["recipe"]}
     for policy in ("last", "official"):
-        m = score_run(done, policy, num_classes)["overall"]
-        out[policy] = {"uf1": m["uf1"], "uar": m["uar"], "acc": m["acc"]}
+        table = score_run(done, policy, num_classes)
+        out[policy] = {**_summary(table["overall"]),
+                       "per_dataset": {d: _summary(m) for d, m in table["per_dataset"].items()}}
     if args.model in PUBLISHED:
         uf1, uar, src = PUBLISHED[args.model]
         out["published"] = {"uf1": uf1, "uar": uar, "source": src}
@@ -132,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
         for policy in ("last", "official"):
             v = out[policy]
             print(f"  {policy:<8} UF1 {v['uf1']:.4f}  UAR {v['uar']:.4f}  ACC {v['acc']:.4f}")
+            for name, d in v["per_dataset"].items():
+                print(f"    {name:<8} UF1 {d['uf1']:.4f}  UAR {d['uar']:.4f}  ACC {d['acc']:.4f}"
+                      f"  ({d['n']} samples)")
         if "published" in out:
             p = out["published"]
             print(f"  published UF1 {p['uf1']:.4f}  UAR {p['uar']:.4f}  ({p['source']})")

@@ -58,6 +58,13 @@ def test_a_fold_trained_once_is_scored_again_without_training(script, store, tmp
     last = np.asarray(job["epoch_predictions"][-1])
     assert trained["last"]["acc"] == pytest.approx(np.mean(last == np.asarray(job["labels"])))
     assert (trained["folds"], trained["of_folds"], trained["epochs"]) == (1, 2, 2)
+    # one subject is one dataset: its per-dataset row is the overall one
+    (name,) = set(job["datasets"])
+    for policy in ("last", "official"):
+        row = trained[policy]
+        assert list(row["per_dataset"]) == [name]
+        assert row["per_dataset"][name] == {k: row[k] for k in ("uf1", "uar", "acc", "n")}
+        assert row["n"] == len(job["labels"])
 
     stamp = jobs[0].stat().st_mtime_ns
     assert script.main([*base, "--score-done"]) == 0  # every fold: only the done one scored
