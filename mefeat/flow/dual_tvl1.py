@@ -3,12 +3,16 @@
 ``cv2.optflow.DualTVL1OpticalFlow`` spends nearly all of its time in the inner iterations:
 seven passes over the image per iteration, compiled for SSE3, with a scalar ``hypot`` call
 per pixel. :func:`dual_tvl1` runs the same algorithm with OpenCV's own functions for
-everything else (the pyramid ``cv2.resize``, the bicubic warps ``cv2.remap``, the median
-filter ``cv2.medianBlur``) and the inner iterations in ``tvl1_cpu.cpp``, one fused pass per
+everything else (the pyramid ``cv2.resize``, the flow's zoom ``cv2.multiply``, the bicubic
+warps ``cv2.remap``, the median filter ``cv2.medianBlur``) and the inner iterations in ``tvl1_cpu.cpp``, one fused pass per
 iteration with OpenCV's formulas and order of operations, glibc's ``hypotf`` and the
 stopping decisions of OpenCV's float sum. The flows are OpenCV's to the bit
-(``tests/test_flow_dual_tvl1.py``; checked on x86-64 Linux with glibc and the OpenCV 5.0
-wheels, over image sizes from 2×2 to 480×640 and non-default parameters).
+(``tests/test_flow_dual_tvl1.py``; checked on x86-64 Linux with glibc and the OpenCV
+5.0.0.93 and 5.1.0.95 wheels, over image sizes from 2×2 to 480×640 and non-default
+parameters). Every step that OpenCV's releases may compute differently is OpenCV's own
+call, so the flows follow the installed release: 5.1 changed ``multiply`` by a scalar
+(see :func:`dual_tvl1`), and a kernel with 5.0's arithmetic there differed from 5.1's
+TV-L1 by up to 0.11 px at ``scale_step=0.7``.
 
 The bicubic warps stay OpenCV's own call on purpose: in the OpenCV wheels ``cv2.remap``
 of a float image with ``INTER_CUBIC`` goes to Intel IPP (``ipp_hal_remap32f``), whose
@@ -136,12 +140,16 @@ def dual_tvl1(prev: np.ndarray, next_: np.ndarray, *, inner: InnerIterations, ta
                               interpolation=cv2.INTER_LINEAR))
     u1 = np.zeros_like(i0s[-1])
     u2 = np.zeros_like(i0s[-1])
-    zoom = 1.0 / scale_step  # multiply() by a double scalar: in double, then rounded
+    # OpenCV's own multiply() by the scalar 1/scale_step, since its arithmetic is the
+    # installed release's: OpenCV 5.0 multiplies a float32 image by a scalar in double and
+    # rounds once, 5.1 rounds the scalar to float first (they differ in the last bit where
+    # 1/scale_step is not exact in float, e.g. 0.7, and TV-L1 amplifies that bit).
+    zoom = 1.0 / scale_step
     for s in range(len(i0s) - 1, -1, -1):
         u1, u2 = _one_scale(inner, i0s[s], i1s[s], u1, u2, params)
         if s == 0:
             break
         size = i0s[s - 1].shape[::-1]
-        u1, u2 = ((cv2.resize(u, size, interpolation=cv2.INTER_LINEAR).astype(np.float64)
-                   * zoom).astype(np.float32) for u in (u1, u2))
+        u1, u2 = (cv2.multiply(cv2.resize(u, size, interpolation=cv2.INTER_LINEAR), zoom)
+                  for u in (u1, u2))
     return np.dstack([u1, u2])
