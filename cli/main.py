@@ -10,7 +10,6 @@ import sys
 
 import click
 
-from mefeat import __version__
 from mefeat.errors import MefeatError
 
 
@@ -25,8 +24,29 @@ class _Group(click.Group):
             sys.exit(1)
 
 
+def _environment_lines(as_json: bool = False) -> list[str]:
+    import json
+
+    import mefeat.flow.dual_tvl1  # noqa: F401  (declares the TV-L1 kernel)
+    import mefeat.models  # noqa: F401  (declares the model kernels, loads torch)
+    from mefeat.provenance import environment, format_environment
+
+    env = environment()
+    return [json.dumps(env, indent=1)] if as_json else format_environment(env)
+
+
+def _print_version(ctx: click.Context, _param, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    for line in _environment_lines():
+        click.echo(line)
+    ctx.exit()
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="mefeat")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True,
+              callback=_print_version, help="Show mefeat's version, commit and environment "
+              "(as `mefeat env`) and exit.")
 @click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
 @click.option("--plugin", "plugins", multiple=True, envvar="MEFEAT_PLUGINS",
               metavar="MODULE", help="Import MODULE first, e.g. one that registers your own "
@@ -51,6 +71,21 @@ def cli(ctx: click.Context, debug: bool, plugins: tuple[str, ...]) -> None:
         except ImportError as exc:
             raise click.BadParameter(f"cannot import {name!r}: {exc}",
                                      param_hint="--plugin") from None
+
+
+@cli.command("env")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def env(as_json: bool) -> None:
+    """Show what made mefeat's numbers here: mefeat's version and git commit, Python, numpy,
+    torch, OpenCV, dlib, zarr, the CPU's vector extensions and the compiled kernels (built,
+    in use, or why not). Every store, run and bench records the same.
+
+    \b
+    Example:
+      mefeat env
+    """
+    for line in _environment_lines(as_json):
+        click.echo(line)
 
 
 def _register_commands() -> None:

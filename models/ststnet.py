@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mefeat._cpp import load_kernel
+from mefeat._cpp import Kernel, register_kernel
 
 from .recipe import (
     Optimizer,
@@ -199,9 +199,13 @@ class _ReluStatsPool(torch.autograd.Function):
         return grad.view(b, h, w, c).permute(0, 3, 1, 2), None
 
 
+KERNEL = register_kernel(Kernel("STSTNet", Path(__file__).with_name("ststnet_cpu.cpp"),
+                                torch_extension=True))
+
+
 def _stage_kernel():
     """The compiled first stage (``ststnet_cpu.cpp``), or None where it cannot be built."""
-    return load_kernel(Path(__file__).with_name("ststnet_cpu.cpp"), "STSTNet")
+    return KERNEL.load()
 
 
 class _CompiledStage(torch.autograd.Function):

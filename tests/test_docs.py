@@ -1,5 +1,6 @@
 """Documentation that runs: every command of README.md and every ``--help`` example, run in
-order on the demo data, so a documented command that fails fails CI.
+order on the demo data, so a documented command that fails fails CI (the slow tests, minutes;
+the default suite parses every one of them and runs the README's Python example).
 
 The commands run as written, with the data they name replaced by the demo's (and smaller
 copies of the shipped official folders) and the work cut down, each rewrite listed in
@@ -16,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 from _stores import official_subset
 from click.testing import CliRunner
@@ -179,6 +181,45 @@ def _check(argv: list[str], code: int, out: str) -> None:
         assert code == 0, (argv, out[-3000:])
 
 
+def _parse(argv: list[str]) -> None:
+    """Parse a ``mefeat`` command line as click would, without running it: every option and
+    argument must exist, have its arity and convert to its type (paths are not looked up:
+    they name data the test does not have)."""
+    group_ctx = click.Context(cli, info_name="mefeat")
+    _, group_args, _ = cli.make_parser(group_ctx).parse_args(list(argv[1:]))
+    name, command, rest = cli.resolve_command(group_ctx, group_args)
+    ctx = click.Context(command, info_name=name, parent=group_ctx)
+    opts, args, _ = command.make_parser(ctx).parse_args(list(rest))
+    for param in command.get_params(ctx):
+        if param.name not in opts:
+            if param.required and param.name not in ("help",):
+                raise click.MissingParameter(ctx=ctx, param=param)
+            continue
+        if not isinstance(param.type, click.Path):
+            param.type_cast_value(ctx, opts[param.name])
+    assert not args, f"{argv}: unexpected arguments {args}"
+
+
+def _documented_commands() -> list[str]:
+    readme = (ROOT / "README.md").read_text()
+    return [c for c in commands_of(readme) if not c.startswith("make ")] + help_examples()
+
+
+def test_every_documented_command_parses():
+    """The fast half of 'documentation that runs' (the slow tests below run them all): every
+    README and --help command line is one that mefeat's parser accepts."""
+    commands = [c for c in _documented_commands() if c.startswith("mefeat ")]
+    assert len(commands) > 30
+    for command in commands:
+        _parse(shlex.split(command))
+    with pytest.raises(click.UsageError):
+        _parse(["mefeat", "train", "--model", "ststnet", "--store", "x", "--out", "o",
+                "--epochs", "two"])
+    with pytest.raises(click.UsageError):
+        _parse(["mefeat", "train", "--no-such-option"])
+
+
+@pytest.mark.slow
 def test_readme_commands_run(world):
     work, demo = world
     readme = (ROOT / "README.md").read_text()
@@ -193,6 +234,7 @@ def test_readme_commands_run(world):
         exec(compile(code, "README.md", "exec"), {})
 
 
+@pytest.mark.slow
 def test_help_examples_run(world):
     work, demo = world
     examples = help_examples()

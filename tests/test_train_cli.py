@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from importlib import metadata
 
 import pytest
 from _stores import demo_store
@@ -29,10 +30,14 @@ def test_train_writes_metrics_predictions_figure_and_checkpoints(store, tmp_path
     out = tmp_path / "run"
     text = _train(store, out, "--runs", "2")
     m = json.loads((out / "metrics.json").read_text())
-    assert {"uf1", "uar", "acc", "per_dataset", "std", "runs", "versions"} <= set(m)
+    assert {"uf1", "uar", "acc", "per_dataset", "std", "runs", "environment"} <= set(m)
     assert set(m["per_dataset"]["casme2"]) >= {"uf1", "uar", "acc"}
     assert m["selection"] == "last" and len(m["runs"]) == 2
-    assert m["versions"]["torch"] and m["versions"]["zarr"]
+    env = m["environment"]
+    assert env["torch"] == metadata.version("torch") and env["zarr"] == metadata.version("zarr")
+    assert env["opencv-contrib-python-headless"] == metadata.version(
+        "opencv-contrib-python-headless")
+    assert env["kernels"]["STSTNet"] in ("in use", "built", "unavailable: no C++ compiler")
     with (out / "predictions.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 2 * 12

@@ -4,15 +4,15 @@
 seven passes over the image per iteration, compiled for SSE3, with a scalar ``hypot`` call
 per pixel. :func:`dual_tvl1` runs the same algorithm with OpenCV's own functions for
 everything else (the pyramid ``cv2.resize``, the flow's zoom ``cv2.multiply``, the bicubic
-warps ``cv2.remap``, the median filter ``cv2.medianBlur``) and the inner iterations in ``tvl1_cpu.cpp``, one fused pass per
-iteration with OpenCV's formulas and order of operations, glibc's ``hypotf`` and the
-stopping decisions of OpenCV's float sum. The flows are OpenCV's to the bit
-(``tests/test_flow_dual_tvl1.py``; checked on x86-64 Linux with glibc and the OpenCV
-5.0.0.93 and 5.1.0.95 wheels, over image sizes from 2×2 to 480×640 and non-default
-parameters). Every step that OpenCV's releases may compute differently is OpenCV's own
-call, so the flows follow the installed release: 5.1 changed ``multiply`` by a scalar
-(see :func:`dual_tvl1`), and a kernel with 5.0's arithmetic there differed from 5.1's
-TV-L1 by up to 0.11 px at ``scale_step=0.7``.
+warps ``cv2.remap``, the median filter ``cv2.medianBlur``) and the inner iterations in
+``tvl1_cpu.cpp``, one fused pass per iteration with OpenCV's formulas and order of
+operations, glibc's ``hypotf`` and the stopping decisions of OpenCV's float sum. The flows
+are OpenCV's to the bit (``tests/test_flow_dual_tvl1.py``; checked on x86-64 Linux with
+glibc and the OpenCV 5.0.0.93 and 5.1.0.95 wheels, over image sizes from 2×2 to 480×640
+and non-default parameters). Every step that OpenCV's releases may compute differently is
+OpenCV's own call, so the flows follow the installed release: 5.1 changed ``multiply`` by
+a scalar (see :func:`dual_tvl1`), and a kernel with 5.0's arithmetic there differed from
+5.1's TV-L1 by up to 0.11 px at ``scale_step=0.7``.
 
 The bicubic warps stay OpenCV's own call on purpose: in the OpenCV wheels ``cv2.remap``
 of a float image with ``INTER_CUBIC`` goes to Intel IPP (``ipp_hal_remap32f``), whose
@@ -33,12 +33,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mefeat._cpp import load_library
+from mefeat._cpp import Kernel, register_kernel
 
 _FIELD = np.ctypeslib.ndpointer(np.float32, ndim=2, flags="C_CONTIGUOUS")
 _C_FLOAT = ctypes.c_float
 _FLT_MAX = float(np.finfo(np.float32).max)
 InnerIterations = Callable[..., tuple[float, int]]
+
+# no fused multiply-adds, and sqrt without errno (so that it vectorises)
+KERNEL = register_kernel(Kernel("TV-L1", Path(__file__).with_name("tvl1_cpu.cpp"),
+                                ("-ffp-contract=off", "-fno-math-errno")))
 
 
 @functools.lru_cache(maxsize=1)
@@ -50,9 +54,7 @@ def kernel() -> InnerIterations | None:
     updated in place), and returns ``(last error, iterations done)``; the error is OpenCV's
     float sum or an estimate on the same side of ``eps``.
     """
-    # no fused multiply-adds, and sqrt without errno (so that it vectorises)
-    lib = load_library(Path(__file__).with_name("tvl1_cpu.cpp"), "TV-L1",
-                       ("-ffp-contract=off", "-fno-math-errno"))
+    lib = KERNEL.load()
     if lib is None:
         return None
     fn = lib.tvl1_inner_iterations

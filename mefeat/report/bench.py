@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from mefeat.keyframes import bench_columns
-from mefeat.provenance import versions
+from mefeat.provenance import environment
 from mefeat.report.bench_plan import BenchModel, load_run
 from mefeat.report.train import mean_std
 from mefeat.train.metrics import metrics_table
@@ -79,7 +79,7 @@ def write_bench_reports(out: Path, models: Sequence[BenchModel], conditions: Seq
     notes = f"\nEpoch selection: {selection}.\n" + _sample_notes(n_samples, excluded or {})
     (out / "table.md").write_text(_markdown(table, conditions, ("uf1", "uar"), columns) + notes)
     (out / "table_acc.md").write_text(_markdown(table, conditions, ("acc",), columns) + notes)
-    (out / "versions.json").write_text(json.dumps(versions(), indent=1))
+    (out / "environment.json").write_text(json.dumps(environment(), indent=1))
     _plot(out / "robustness.png", table, conditions, columns, selection)
     _tsne(out, models, folds, classes, selection)
     return table

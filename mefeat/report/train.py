@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from mefeat.provenance import versions
+from mefeat.provenance import environment
 
 METRICS = ("uf1", "uar", "acc")
 
@@ -54,7 +54,7 @@ def write_reports(out: Path, classes: Sequence[str], n_samples: int, rows: list[
     """
     out.mkdir(parents=True, exist_ok=True)
     result = {**summarise(per_run), "runs": per_run, **meta, "classes": list(classes),
-              "n_samples": n_samples, "versions": versions()}
+              "n_samples": n_samples, "environment": environment()}
     if policies:
         result["policies"] = {p: {**summarise(runs), "note": meta["selection_notes"][p]}
                               for p, runs in policies.items()}

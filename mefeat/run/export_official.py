@@ -72,7 +72,7 @@ from mefeat.datasets.official import (
 )
 from mefeat.errors import MefeatError, StoreError
 from mefeat.flow import direction_map
-from mefeat.provenance import versions
+from mefeat.provenance import environment
 from mefeat.store import FeatureStore, Variant
 from mefeat.views import resize_maps, uvs_image
 
@@ -239,7 +239,7 @@ def export_official(
             "images": ("as stored (imported official features)" if var.attrs.get("format")
                        else f"mefeat.views: {RESIZE}"),
             "fold_files": "copies" if files.copied else "hard links",
-            "versions": versions()}, indent=1) + "\n", encoding="utf-8")
+            "environment": environment()}, indent=1) + "\n", encoding="utf-8")
         if out.exists():
             out.rmdir()  # empty (checked above)
         os.rename(tmp, out)

@@ -25,7 +25,7 @@ from mefeat.flow.features import clip_features
 from mefeat.flow.maps import DIRECTION_RULE
 from mefeat.frames import check_keyframes, read_clip
 from mefeat.keyframes import KeyFrames, parse_policy
-from mefeat.provenance import versions
+from mefeat.provenance import environment
 from mefeat.store import FeatureStore, annotations_fingerprint, cast_maps
 
 
@@ -232,7 +232,7 @@ def _extract(store, samples, dropped, config, align, *, flow, flow_params, flow_
     summary = ExtractSummary(store=str(store), dropped=dropped)
     # Variants added to a store are made for the store's own samples (no check against them).
     with FeatureStore.create_or_resume(
-        store, samples if root_given else None, config, provenance=versions()
+        store, samples if root_given else None, config, provenance=environment()
     ) as fs:
         if new_attrs:
             fs.set_info(**new_attrs)

@@ -34,7 +34,7 @@ from mefeat.datasets.official import (
     read_points,
 )
 from mefeat.errors import SampleError
-from mefeat.provenance import file_sha256, versions
+from mefeat.provenance import environment, file_sha256
 from mefeat.run.extract import detail_lines
 from mefeat.store import FeatureStore
 
@@ -100,7 +100,7 @@ def import_features(
     if point_rows is not None:
         shapes["points"] = ((4, 2), "float32")
     summary = ImportSummary(store=str(store), variant=variant, dropped=dropped)
-    with FeatureStore.create_or_resume(store, samples, config, provenance=versions()) as fs:
+    with FeatureStore.create_or_resume(store, samples, config, provenance=environment()) as fs:
         fs.set_info(dropped=[vars(d) for d in dropped], classes=THREE_CLASSES)
         var = fs.require_imported(variant, shapes, settings, source=str(Path(folder)))
         done, status = var.done(), fs.column("status")

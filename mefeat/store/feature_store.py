@@ -15,6 +15,7 @@ from mefeat.datasets._sample import Sample
 from mefeat.errors import StoreError
 from mefeat.faults import fault
 from mefeat.frames import is_utf8
+from mefeat.provenance import environment
 from mefeat.store.layout import (
     MAPS,
     MUTABLE_COLUMNS,
@@ -392,7 +393,7 @@ class FeatureStore:
         fault("variant:create")
         grp.create_array("error", shape=(n,), dtype=str, chunks=(1,), overwrite=True)
         grp.attrs.update({"settings": attrs, "fingerprint": fingerprint(attrs), "size": size,
-                          "maps": list(maps)})
+                          "maps": list(maps), "environment": environment()})
         return Variant(grp, name, self)
 
     def require_imported(
@@ -430,7 +431,7 @@ class FeatureStore:
         # The fingerprint last: a variant without it is an interrupted creation.
         grp.attrs.update({**settings, "settings": settings, "maps": sorted(shapes),
                           "size": int(size), "source": source,
-                          "fingerprint": fingerprint(settings)})
+                          "environment": environment(), "fingerprint": fingerprint(settings)})
         return Variant(grp, name, self)
 
 
