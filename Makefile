@@ -69,7 +69,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 # Mutation testing of the core modules ([tool.mutmut] in pyproject.toml); hours on 2 cores.
-# `make mutants MUTANTS="mefeat.train.metrics*"` runs the mutants of one module only.
+# `make mutants MUTANTS="mefeat.metrics*"` runs the mutants of one module only.
 MUTANTS ?=
 mutants: $(STAMP)
 	$(BIN)/mutmut run --max-children 2 $(MUTANTS)

@@ -140,8 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args(argv)
 
+    from mefeat.metrics import metrics
     from mefeat.models import get_spec
-    from mefeat.train import loso_folds, metrics, train_loso
+    from mefeat.train import loso_folds, train_loso
 
     torch.set_num_threads(args.threads)
     x, y, subjects = read_htnet_pngs(args.data.resolve())

@@ -26,16 +26,15 @@ def models(as_json):
     Example:
       mefeat models --json
     """
-    from mefeat.models import count_params, create_model, get_spec
+    from mefeat.models import get_spec
 
     rows = []
     for name in _model_names():
         spec = get_spec(name)
-        rows.append({"name": name, "params": count_params(create_model(name)),
+        rows.append({"name": name, "params": spec.count_params(),
                      "params_official": spec.params, "inputs": spec.inputs,
-                     "recipe": spec.recipe and spec.recipe.as_dict(), "options": spec.options,
-                     "paper": spec.paper,
-                     "code": spec.code})
+                     "recipe": spec.recipe and spec.recipe.to_dict(), "options": spec.options,
+                     "paper": spec.paper, "code": spec.code})
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
         return
@@ -87,87 +86,159 @@ def _print_metrics(m: dict) -> None:
 @click.option("--model", required=True, type=MODELS)
 @click.option("--store", required=True, help="Store: a folder or an fsspec URL.")
 @click.option("--variant", help="Feature variant [default: the store's only one, else gt].")
-@click.option("--epochs", type=int, help="Override the recipe's epochs per fold.")
-@click.option("--lr", type=float, help="Override the recipe's learning rate.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Override the recipe's epochs per "
+              "fold.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True),
+              help="Override the recipe's learning rate.")
 @click.option("--batch-size", help="Override the recipe's batch size (an int, or 'full').")
 @click.option("--precision", type=PRECISIONS,
               help="Override the recipe's precision (bf16/fp16: autocast).")
-@click.option("--runs", default=1, show_default=True, help="Repeats with seeds seed, seed+1…")
-@click.option("--seed", type=int, help="Run seed [default: the recipe's, else 0].")
+@click.option("--runs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Repeats with seeds seed, seed+1…")
+@click.option("--seed", type=click.IntRange(min=0), help="Run seed [default: the recipe's, "
+              "else 0].")
 @click.option("--selection", type=SELECTIONS, default="last", show_default=True,
               help="Epoch selection: last; test-best or official pick on the test subject "
               "(optimistic, for reproduction) and are labelled so in every output; last is "
-              "always reported beside them.")
+              "always reported beside them. The checkpoints hold the selected epoch's weights.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1…")
-@click.option("--folds", type=int, help="Run only the first N folds (a quick look).")
+@click.option("--folds", type=click.IntRange(min=1), help="Train only the first N folds (a "
+              "quick look).")
+@click.option("--subjects", help="Train only these held-out subjects, comma-separated "
+              "(casme2/sub01,samm/006): machines can fill one run folder between them.")
 @click.option("--option", "options", multiple=True, metavar="NAME=VALUE",
               help="Model option, e.g. block_length=2 (repeatable).")
 @click.option("--view-option", "view_options", multiple=True, metavar="NAME=VALUE",
               help="View option, e.g. strain=offtanet (repeatable).")
-@click.option("--workers", type=int, default=None,
-              help="CPU only: folds trained in parallel processes, one thread each "
-              "[default: every core].")
-@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="CPU: folds trained in parallel processes, one thread each [default: "
+              "every core]; Ray: CPUs of a local Ray.")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local",
+              show_default=True, help="Where folds train: this machine, or a Ray cluster.")
+@click.option("--address", help="Ray cluster address (default: start a local Ray).")
+@click.option("--gpus-per-job", type=click.FloatRange(min=0), default=0.0,
+              show_default=True, help="GPU fraction per fold on Ray (implies --device cuda).")
+@click.option("--checkpoints", type=click.Choice(["selected", "none"]), default="selected",
+              show_default=True, help="Keep each fold's weights of the selected epoch "
+              "(run 0), or none.")
+@click.option("--checkpoint-dtype", type=click.Choice(["float32", "float16", "bfloat16"]),
+              default="float32", show_default=True, help="How checkpoints are stored "
+              "(half precision: half the disk).")
+@click.option("--overwrite", is_flag=True, help="Replace a run folder that holds another run.")
+@click.option("--tensorboard", is_flag=True, help="Also write TensorBoard event files of the "
+              "per-epoch history (needs tensorboard).")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="The run folder: resumed when it holds this run.")
 def train(model, store, variant, epochs, lr, batch_size, precision, runs, seed, selection,
-          device, folds, options, view_options, workers, out):
-    """Train a model under leave-one-subject-out by its recipe; write metrics and predictions.
+          device, folds, subjects, options, view_options, workers, executor, address,
+          gpus_per_job, checkpoints, checkpoint_dtype, overwrite, tensorboard, out):
+    """Train a model under leave-one-subject-out by its recipe into a run folder.
+
+    Each fold's predictions, per-epoch history and checkpoint are written to OUT as the
+    fold ends; the same command again resumes the folds not yet done, and OUT holding a
+    run with other settings is refused. The scores are those of the folds present.
 
     \b
     Example:
       mefeat train --model ststnet --store htnet.zarr --out runs/ststnet
+      mefeat train --model causalnet --store causalnet.zarr --subjects casme2/sub01 \\
+          --out runs/causalnet
     """
     from mefeat.options import parse_assignments
     from mefeat.run.train import run_training
 
     bs = None if batch_size is None else (batch_size if batch_size == "full" else
                                           _int(batch_size, "--batch-size"))
-    m = run_training(model, store, out=out, variant=variant, epochs=epochs, lr=lr,
-                     batch_size=bs, precision=precision, runs=runs, seed=seed,
-                     selection=selection, device=device, folds=folds,
-                     model_options=parse_assignments(options, what="option"),
+    if folds is not None and subjects is not None:
+        raise click.UsageError("give --folds or --subjects, not both")
+    if gpus_per_job and device == "cpu":
+        device = "cuda"
+    m = run_training(model, store, out=out, variant=variant,
                      view_options=parse_assignments(view_options, what="view-option"),
+                     overwrite=overwrite, tensorboard=tensorboard, progress=True,
+                     epochs=epochs, lr=lr, batch_size=bs, precision=precision, runs=runs,
+                     seed=seed, selection=selection, device=device,
+                     folds=[s.strip() for s in subjects.split(",")] if subjects else folds,
+                     model_options=parse_assignments(options, what="option"),
                      workers=workers if workers is not None else (os.cpu_count() or 1),
-                     progress=True)
+                     executor=executor, address=address, gpus_per_job=gpus_per_job,
+                     checkpoints=checkpoints, checkpoint_dtype=checkpoint_dtype)
     _print_metrics(m)
-    click.echo(f"wrote {out}/metrics.json, predictions.csv, confusion.png")
+    written = [n for n in ("metrics.json", "predictions.csv", "history.csv", "confusion.png",
+                           "learning_curves.png") if (out / n).is_file()]
+    click.echo(f"wrote {out}/{', '.join(written)}")
 
 
 def _int(text: str, name: str) -> int:
     try:
-        return int(text)
+        value = int(text)
     except ValueError:
         raise click.BadParameter(f"{text!r} is not an integer or 'full'",
                                  param_hint=name) from None
+    if value < 1:
+        raise click.BadParameter(f"{value} is not >= 1", param_hint=name)
+    return value
 
 
 @click.command()
-@click.option("--model", required=True, type=MODELS)
 @click.option("--store", required=True, help="Store: a folder or an fsspec URL.")
-@click.option("--variant", help="Feature variant [default: the store's only one, else gt].")
-@click.option("--checkpoints", required=True,
+@click.option("--run", "run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A run folder of `mefeat train`: its model, options and checkpoints.")
+@click.option("--model", type=MODELS, help="The model of the checkpoints (without --run).")
+@click.option("--variant", help="Feature variant [default: the run's, else the store's only "
+              "one, else gt].")
+@click.option("--checkpoints",
               type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Folder with one checkpoint per held-out subject, named after it.")
+              help="Without --run: a folder with one checkpoint per held-out subject, named "
+              "after it.")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--option", "options", multiple=True, metavar="NAME=VALUE",
               help="Model option the checkpoints were trained with (repeatable).")
 @click.option("--view-option", "view_options", multiple=True, metavar="NAME=VALUE",
               help="View option, e.g. strain=offtanet (repeatable).")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
-def evaluate(model, store, variant, checkpoints, device, options, view_options, out):
-    """Evaluate per-subject checkpoints (.pth read weights-only, or .safetensors) under LOSO.
+def evaluate(store, run_dir, model, variant, checkpoints, device, options, view_options, out):
+    """Score per-subject checkpoints under LOSO: a run's (--run), or official weights
+    (.pth read weights-only, or .safetensors); folds without one are named and left out.
 
     \b
     Example:
+      mefeat evaluate --run runs/ststnet --store htnet.zarr --out runs/ststnet-eval
       mefeat evaluate --model ststnet --store htnet.zarr \\
           --checkpoints STSTNet/STSTNet_Weights --out runs/ststnet-official
     """
     from mefeat.options import parse_assignments
     from mefeat.run.train import run_evaluation
 
-    m = run_evaluation(model, store, checkpoints=checkpoints, out=out, variant=variant,
-                       device=device, model_options=parse_assignments(options, what="option"),
+    if run_dir is None and (model is None or checkpoints is None):
+        raise click.UsageError("give --run RUN, or --model and --checkpoints")
+    if run_dir is not None and (model or checkpoints or options or view_options):
+        raise click.UsageError("--run names the model, its options and checkpoints; leave "
+                               "--model, --checkpoints, --option and --view-option out")
+    m = run_evaluation(store, out=out, run=run_dir, model=model, checkpoints=checkpoints,
+                       variant=variant, device=device,
+                       model_options=parse_assignments(options, what="option"),
                        view_options=parse_assignments(view_options, what="view-option"))
     _print_metrics(m)
+
+
+@click.command()
+@click.argument("run", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--selection", type=SELECTIONS, help="Rescore under this policy instead of the "
+              "one the run was made with (said so in the report).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Where the reports go [default: the run folder].")
+def score(run, selection, out):
+    """Score a run folder's finished folds (trains nothing), by the rule the run recorded.
+
+    \b
+    Example:
+      mefeat score runs/ststnet
+      mefeat score runs/htnet --selection last --out runs/htnet-last
+    """
+    from mefeat.run.train import run_score
+
+    _print_metrics(run_score(run, selection=selection, out=out))
 
 
 @click.command()
@@ -219,4 +290,4 @@ def predict(clip, run_dir, fold, window, threshold, labels, device, out, as_json
         click.echo(f"wrote {out}")
 
 
-COMMANDS = [models, import_features, train, evaluate, predict]
+COMMANDS = [models, import_features, train, evaluate, score, predict]

@@ -1,14 +1,21 @@
-"""Reading a clip's frame files into one grayscale array, with errors that name the file."""
+"""Reading clips: a folder of frame files (listed by frame number) or a video, into one
+grayscale array, with errors that name the file."""
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from mefeat.errors import SampleError
+from mefeat.errors import MefeatError, SampleError
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
+_LAST_NUMBER = re.compile(r"(\d+)(?!.*\d)")
 
 
 def _decode(path: Path, flag: int, *, key: str) -> np.ndarray:
@@ -75,3 +82,108 @@ def is_utf8(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def frame_number(name: str) -> int | None:
+    """The frame number of an image file: the last run of digits in its stem.
+
+    ``img46.jpg`` → 46, ``reg_img46.jpg`` → 46, ``006_05562.jpg`` → 5562,
+    ``image17581039.jpg`` → 17581039. ``None`` when the stem has no digit.
+    """
+    m = _LAST_NUMBER.search(Path(name).stem)
+    return int(m.group(1)) if m else None
+
+
+def list_frames(
+    folder: Path, *, key: str, pattern: re.Pattern[str] | None = None
+) -> list[tuple[int, Path]]:
+    """Image files of a clip folder as ``(frame number, path)``, sorted by frame number.
+
+    Sorting by number, not by name, because names are not zero padded the same way
+    everywhere (CASME II ``img9``/``img10``; SAMM pads to 4 or 5 digits). ``pattern``,
+    when given, must match the whole file name and its group 1 is the frame number.
+    Raises :class:`SampleError` when the folder is missing or has no frames, or when two
+    files carry the same frame number.
+    """
+    if not folder.is_dir():
+        raise SampleError(
+            key, f"frame folder {folder} does not exist; check the dataset root and the clip's "
+            "name in the annotation file")
+    found: dict[int, Path] = {}
+    with os.scandir(folder) as it:
+        for entry in it:
+            p = Path(entry.path)
+            if p.suffix.lower() not in IMAGE_SUFFIXES or not entry.is_file():
+                continue
+            if pattern is not None:
+                m = pattern.fullmatch(p.name)
+                num = int(m.group(1)) if m else None
+            else:
+                num = frame_number(p.name)
+            if num is None:
+                continue
+            if num in found:
+                raise SampleError(
+                    key, f"{found[num].name} and {p.name} in {folder} both are frame {num}; "
+                    "remove the copy"
+                )
+            found[num] = p
+    if not found:
+        what = f" named like {pattern.pattern!r}" if pattern is not None else ""
+        raise SampleError(
+            key, f"frame folder {folder} has no image files{what}; restore the clip's frames"
+        )
+    return sorted(found.items())
+
+
+class ClipError(MefeatError):
+    """A clip or video that cannot be read as frames."""
+
+
+@dataclass
+class Clip:
+    """The raw frames of a clip or video: (T, H, W) uint8 grayscale."""
+
+    path: Path
+    frames: np.ndarray
+    kind: str  # "frames" (a folder) or "video"
+    fps: float | None = None
+
+
+def read_frames(path: str | os.PathLike) -> Clip:
+    """A folder of frames (sorted by the number in their names, as the dataset readers sort
+    them) or a video file (``cv2.VideoCapture``, converted with ``cv2.COLOR_BGR2GRAY``)."""
+    path = Path(path)
+    if path.is_dir():
+        paths = [p for _, p in list_frames(path, key=str(path))]
+        return Clip(path, read_clip(paths, key=str(path)), "frames")
+    if not path.is_file():
+        raise ClipError(f"{path}: no such file or folder; give a folder of frames or a "
+                        "video file")
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        raise ClipError(f"{path}: one image is not a clip; give the folder of the clip's "
+                        "frames or a video file")
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            raise ClipError(
+                f"{path}: cannot be opened as a video (not a video, corrupt, or a codec "
+                "OpenCV's FFmpeg does not read); convert it to mp4/avi or give a folder of "
+                "frames"
+            )
+        fps = float(cap.get(cv2.CAP_PROP_FPS)) or None
+        frames = []
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            if frame.ndim == 3:
+                code = cv2.COLOR_BGRA2GRAY if frame.shape[2] == 4 else cv2.COLOR_BGR2GRAY
+                frame = cv2.cvtColor(frame, code)
+            frames.append(frame)
+    finally:
+        cap.release()
+    if not frames:
+        raise ClipError(f"{path}: no frame could be decoded from the video (empty or "
+                        "corrupt); re-encode it or give a folder of frames")
+    return Clip(path, np.stack(frames), "video", fps)

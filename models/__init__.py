@@ -1,23 +1,18 @@
 """mefeat's model zoo: importing it registers every model (see ``registry``) with its
-training recipe (see ``recipe``)."""
+input view and its training recipe (:mod:`mefeat.recipes`), both declared in the model's own
+file."""
 
 from importlib import import_module
 
-from .recipe import (
-    ClassBalancedSampler,
-    ExponentialLR,
-    HorizontalFlip,
-    KeyframeJitter,
-    Optimizer,
-    RandomCrop,
-    Recipe,
-    RecipeError,
-    Rotation,
-    Selection,
-    StepLR,
-    WarmupCosine,
+from .registry import (
+    ModelSpec,
+    count_params,
+    create_model,
+    get_spec,
+    list_models,
+    register,
+    scoped_registry,
 )
-from .registry import ModelSpec, count_params, create_model, get_spec, list_models, register
 
 # Every model file of the zoo; a missing one is an error, not a smaller zoo.
 MODEL_FILES = (
@@ -38,22 +33,11 @@ for _name in MODEL_FILES:
 
 __all__ = [
     "MODEL_FILES",
-    "ClassBalancedSampler",
-    "ExponentialLR",
-    "HorizontalFlip",
-    "KeyframeJitter",
     "ModelSpec",
-    "Optimizer",
-    "RandomCrop",
-    "Recipe",
-    "RecipeError",
-    "Rotation",
-    "Selection",
-    "StepLR",
-    "WarmupCosine",
     "count_params",
     "create_model",
     "get_spec",
     "list_models",
     "register",
+    "scoped_registry",
 ]

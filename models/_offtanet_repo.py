@@ -1,4 +1,5 @@
-"""The training recipe of the OFF-TANet repository, shared by the four models it trains.
+"""The training recipe and input views of the OFF-TANet repository, shared by the four models
+it trains.
 
 ECNU-Cross-Innovation-Lab/PRICAI2021-Off-TANet (one ``master`` branch) trains Off-ApexNet,
 Dual-Inception, Micro-attention and OFF-TANet with one loop (``train.py``): a shuffled
@@ -10,7 +11,11 @@ model's block of ``train_arg.py`` (picked by ``model_name``, L13) sets the rest.
 
 from __future__ import annotations
 
-from .recipe import Optimizer, Recipe, Selection, StepLR
+import cv2
+import numpy as np
+
+from mefeat.recipes import Optimizer, Recipe, Selection, StepLR
+from mefeat.views import View, offtanet_strain, resize_maps
 
 REPO = "ECNU-Cross-Innovation-Lab/PRICAI2021-Off-TANet"
 
@@ -25,10 +30,51 @@ def offtanet_repository_recipe(optimizer: Optimizer, *, epochs: int, every: int,
         batch_size=batch_size,
         shuffle=True,
         schedule=schedule,
-        selection=Selection(
+        official=Selection(
             "all-folds", metric="uar", ties="set-order", every=every,
             source=f"{REPO} train.py:65 (per-fold macro UAR), :82-84 (the epoch of best mean "
             f"over folds), train_arg.py:{lines}",
         ),
         source=f"{REPO} train_arg.py:{lines}, train.py:21-48",
     )
+
+
+# -- the views -----------------------------------------------------------------------------
+
+
+def uv_view(name: str, size: int = 28) -> View:
+    """Off-ApexNet's and Dual-Inception's input: the onset→apex flow (u, v) at ``size``."""
+
+    def inputs(a, landmarks, src, **options):
+        return (resize_maps(a["flow_oa"], size, displacement=True),)
+
+    def official(a, landmarks, **options):
+        # Official PNG channels (BGR): 2 = u, 1 = v, min-max scaled; brought to 0..1.
+        img = a["image"].astype(np.float32) / 255.0
+        return (np.ascontiguousarray(img[:, [2, 1]]),)
+
+    return View(name, ("flow_oa",), inputs, official=official)
+
+
+def uvs_view(name: str, size: int) -> View:
+    """OFF-TANet's and Micro-attention's input: (u, v, strain) at ``size``; the view option
+    ``strain=offtanet`` takes the repository's Sobel strain instead of the optical strain."""
+
+    def inputs(a, landmarks, src, strain="stored"):
+        uv = resize_maps(a["flow_oa"], size, displacement=True)
+        os_ = resize_maps(a["strain_oa"], size) if strain == "stored" else offtanet_strain(uv)
+        return (np.concatenate([uv, os_], axis=1),)
+
+    def official(a, landmarks, strain="stored"):
+        # The official PNG (BGR = strain, v, u, each min-max scaled to 0..255) as
+        # (u, v, strain) in 0..1, enlarged with bicubic interpolation (the OFF-TANet
+        # repository resizes its frames with INTER_CUBIC before computing the flow).
+        img = a["image"].astype(np.float32)[:, [2, 1, 0]] / 255.0
+        big = np.stack([np.stack([cv2.resize(c, (size, size), interpolation=cv2.INTER_CUBIC)
+                                  for c in im]) for im in img]).astype(np.float32)
+        if strain == "offtanet":
+            big[:, 2:3] = offtanet_strain(big[:, :2])
+        return (big,)
+
+    return View(name, ("flow_oa", "strain_oa"), inputs, official=official,
+                options={"strain": ("stored", "offtanet")})

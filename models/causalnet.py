@@ -65,17 +65,26 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from mefeat.errors import ModelError
-
-from .nest import nest_geometry, nest_level, patch_embedding, run_levels
-from .recipe import (
+from mefeat.recipes import (
     Optimizer,
     Recipe,
     Selection,
 )
+from mefeat.views import (
+    View,
+    direction_images,
+    fallback_points,
+    region_points,
+    tile_regions,
+    uvs_image,
+)
+
+from .nest import nest_geometry, nest_level, patch_embedding, run_levels
 from .registry import register
 
 CROSS_ATTENTION_KINDS = ("positional", "plain")
@@ -469,9 +478,33 @@ class CausalNet(nn.Module):
         self.mlp_head[1] = nn.Linear(self.num_features, num_classes)
 
 
+
+# -- the view: four tiled images per sample (module docstring)
+
+
+def _inputs(a, landmarks, src, **options):
+    pts = region_points(landmarks, src)
+    images = (uvs_image(a["flow_oa"], a["strain_oa"]), uvs_image(a["flow_ao"], a["strain_ao"]),
+              direction_images(a["flow_oa"]), direction_images(a["flow_ao"]))
+    return (np.stack([tile_regions(x, pts) for x in images], axis=1),)
+
+
+def _official_inputs(a, landmarks, **options):
+    # The official code cuts every image at HTNet's fixed points (no per-sample landmarks).
+    pts = fallback_points(len(a["image"]))
+    names = ("image", "image_ao", "dir_oa", "dir_ao")
+    return (np.stack([tile_regions(a[k].astype(np.float32), pts, official=True)
+                      for k in names], axis=1),)
+
+
+VIEW = View("causalnet", ("flow_oa", "strain_oa", "flow_ao", "strain_ao"), _inputs,
+            official=_official_inputs,
+            official_arrays=("image", "image_ao", "dir_oa", "dir_ao"), landmarks=True)
+
+
 @register(
     "causalnet",
-    view="causalnet",
+    view=VIEW,
     input_shapes=((4, 3, 28, 28),),
     recipe=Recipe(
         optimizer=Optimizer("adam", lr=5e-5),  # main_train.py:141, :277
@@ -480,7 +513,7 @@ class CausalNet(nn.Module):
         batch_size=1024,
         shuffle=False,  # DataLoader(dataset_train, batch_size) (:286)
         seed=2025,  # :135-139, once for the run
-        selection=Selection(
+        official=Selection(
             "per-fold", metric="acc", ties="earliest", stop=(">=", 1.0),
             source="tony19980810/CausalNet main_train.py:347 (best < val_acc: ties keep the "
             "earlier epoch), :356-363 (val_acc >= 1 ends the fold after recording it)",

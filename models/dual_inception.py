@@ -20,10 +20,10 @@ import torch
 from torch import Tensor, nn
 
 from mefeat.errors import ModelError
+from mefeat.recipes import Optimizer
 
 from ._layers import DenseHead
-from ._offtanet_repo import offtanet_repository_recipe
-from .recipe import Optimizer
+from ._offtanet_repo import offtanet_repository_recipe, uv_view
 from .registry import register
 
 __all__ = ["DualInception", "InceptionBlock", "dual_inception"]
@@ -114,7 +114,7 @@ class DualInception(DenseHead, nn.Module):
 
 @register(
     "dual_inception",
-    view="dual_inception",
+    view=uv_view("dual_inception"),
     input_shapes=((2, 28, 28),),
     # StepLR(9999, gamma=1) (train_arg.py:45): a constant learning rate.
     recipe=offtanet_repository_recipe(

@@ -41,16 +41,13 @@ Faithfulness notes:
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mefeat.errors import ModelError
-
-from ._layers import DropPath as _DropPath
-from ._layers import Mlp as _Mlp
-from .mmnet import PositionCalibration
-from .recipe import (
+from mefeat.recipes import (
     HorizontalFlip,
     Optimizer,
     RandomCrop,
@@ -59,6 +56,11 @@ from .recipe import (
     Selection,
     WarmupCosine,
 )
+from mefeat.views import View, imagenet_rgb
+
+from ._layers import DropPath as _DropPath
+from ._layers import Mlp as _Mlp
+from .mmnet import PositionCalibration
 from .registry import register
 
 __all__ = ["EDMDBN", "SwinTransformer3D", "edmdbn"]
@@ -392,9 +394,48 @@ class EDMDBN(nn.Module):
         self.head[1] = nn.Linear(self.num_features, num_classes)
 
 
+
+# -- the view: sampling strategy 3, the onset, apex and offset frames stretched to 9 frames
+# by linear interpolation along time (merlib ``FixSequenceInterpolation``: trilinear,
+# align_corners=False): frame i samples position (i + 0.5) * 3/9 - 0.5, clamped to [0, 2].
+
+
+def _interp_weights(n_in: int, n_out: int) -> np.ndarray:
+    w = np.zeros((n_out, n_in), np.float32)
+    for i in range(n_out):
+        pos = max((i + 0.5) * n_in / n_out - 0.5, 0.0)
+        lo = min(int(np.floor(pos)), n_in - 1)
+        hi = min(lo + 1, n_in - 1)
+        frac = pos - lo
+        w[i, lo] += 1 - frac
+        w[i, hi] += frac
+    return w
+
+
+INTERP_WEIGHTS = _interp_weights(3, 9)
+
+
+def _inputs(a, landmarks, src, **options):
+    # EDMDBN's (3, 10, 224, 224), frames_mode 0 of its FuseNetTransform: [apex - onset,
+    # the 8 consecutive differences of the 9 interpolated frames, apex]. (Normalising
+    # before interpolating is the same: the weights of each frame sum to 1.)
+    out = []
+    for i, (o, p, f) in enumerate(a["keyframes"]):
+        clip = a["clips"](i)
+        key = np.stack([imagenet_rgb(clip[t]) for t in (o, p, f)])  # (3, C, S, S)
+        frames = np.tensordot(INTERP_WEIGHTS, key, axes=1)  # (9, C, S, S)
+        diffs = frames[1:] - frames[:-1]
+        stack = np.concatenate([key[1:2] - key[:1], diffs, key[1:2]], axis=0)
+        out.append(stack.transpose(1, 0, 2, 3).astype(np.float32))  # (C, 10, S, S)
+    return (np.stack(out),)
+
+
+VIEW = View("edmdbn", ("keyframes",), _inputs, frames=True)
+
+
 @register(
     "edmdbn",
-    view="edmdbn",
+    view=VIEW,
     input_shapes=((3, 10, 224, 224),),
     recipe=Recipe(
         # configure_optimizers (one_model_trainer.py:145-184); decay on weight matrices only
@@ -411,7 +452,7 @@ class EDMDBN(nn.Module):
         # Resize((224, 224)) is the view's resize.
         augmentation=(HorizontalFlip(0.5), Rotation(4), RandomCrop(4, padding_mode="edge")),
         seed=42,  # pl.seed_everything(42) (one_model_trainer.py:306)
-        selection=Selection(
+        official=Selection(
             "per-fold", metric="uf1", ties="earliest", stop=(">", 0.99), patience=30,
             source="likemby/EDMDBN one_model_trainer.py:363-369 (ModelCheckpoint monitor uf1, "
             "max), :381-383 (EarlyStopping uf1, patience 30, stopping_threshold 0.99)",

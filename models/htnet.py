@@ -18,7 +18,15 @@ Parameter names follow the official model, so an official ``state_dict`` loads u
 
 from __future__ import annotations
 
+import numpy as np
 from torch import Tensor, nn
+
+from mefeat.recipes import (
+    Optimizer,
+    Recipe,
+    Selection,
+)
+from mefeat.views import View, fallback_points, region_points, tile_regions, uvs_image
 
 from .nest import (
     ChannelLayerNorm,
@@ -27,11 +35,6 @@ from .nest import (
     nest_level,
     patch_embedding,
     run_levels,
-)
-from .recipe import (
-    Optimizer,
-    Recipe,
-    Selection,
 )
 from .registry import register
 
@@ -82,16 +85,36 @@ class HTNet(nn.Module):
         self.mlp_head[2] = nn.Linear(self.num_features, num_classes)
 
 
+
+# -- the view: the "u_v_os" image (as STSTNet's), four 14-px crops around the eyes and mouth
+# corners tiled 2×2
+
+
+def _inputs(a, landmarks, src, **options):
+    image = uvs_image(a["flow_oa"], a["strain_oa"])
+    return (tile_regions(image, region_points(landmarks, src)),)
+
+
+def _official_inputs(a, landmarks, **options):
+    image = a["image"].astype(np.float32)
+    pts = fallback_points(len(image)) if landmarks is None else landmarks
+    return (tile_regions(image, pts, official=True),)
+
+
+VIEW = View("htnet", ("flow_oa", "strain_oa"), _inputs, official=_official_inputs,
+            landmarks=True, official_points=True)
+
+
 @register(
     "htnet",
-    view="htnet",
+    view=VIEW,
     input_shapes=((3, 28, 28),),
     recipe=Recipe(
         optimizer=Optimizer("adam", lr=5e-5),  # main_HTNet.py:162, :240
         epochs=800,  # :164
         batch_size=256,  # :163
         shuffle=False,  # DataLoader(dataset_train, batch_size) (:244)
-        selection=Selection(
+        official=Selection(
             "per-fold", metric="acc", ties="latest",
             source="wangzhifengharrison/HTNet main_HTNet.py:295 (best <= val_acc: ties keep "
             "the later epoch; all 800 epochs run)",

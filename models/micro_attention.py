@@ -20,10 +20,10 @@ import torch
 from torch import Tensor, nn
 
 from mefeat.errors import ModelError
+from mefeat.recipes import Optimizer, StepLR
 
 from ._layers import DenseHead
-from ._offtanet_repo import offtanet_repository_recipe
-from .recipe import Optimizer, StepLR
+from ._offtanet_repo import offtanet_repository_recipe, uvs_view
 from .registry import register
 
 __all__ = ["MABlock", "MicroAttention", "micro_attention"]
@@ -121,7 +121,7 @@ class MicroAttention(DenseHead, nn.Module):
 
 @register(
     "micro_attention",
-    view="micro_attention",
+    view=uvs_view("micro_attention", 224),
     input_shapes=((3, 224, 224),),
     recipe=offtanet_repository_recipe(
         Optimizer("sgd", lr=1e-3, momentum=0.9, weight_decay=5e-4), epochs=51, every=10,

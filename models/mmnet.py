@@ -59,14 +59,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mefeat.errors import ModelError
-
-from ._layers import Block as _Block
-from .recipe import (
+from mefeat.recipes import (
     ExponentialLR,
     HorizontalFlip,
     KeyframeJitter,
@@ -76,6 +75,9 @@ from .recipe import (
     Rotation,
     Selection,
 )
+from mefeat.views import IMAGENET_MEAN, IMAGENET_STD, View, imagenet_rgb
+
+from ._layers import Block as _Block
 from .registry import register
 
 __all__ = ["MMNet", "mmnet"]
@@ -304,9 +306,36 @@ class MMNet(nn.Module):
         self.main_branch.fc = nn.Linear(self.num_features, self._fc_out(num_classes))
 
 
+
+# -- the view: the onset and apex frames themselves (RGB in the official code; mefeat's
+# aligned frames are grayscale, repeated over the three channels)
+
+
+def _inputs(a, landmarks, src, **options):
+    onset, apex = [], []
+    for i, (o, p, _) in enumerate(a["keyframes"]):
+        clip = a["clips"](i)
+        onset.append(imagenet_rgb(clip[o]))
+        apex.append(imagenet_rgb(clip[p]))
+    return np.stack(onset), np.stack(apex)
+
+
+def _jitter_inputs(frames):
+    """(B, 2, 224, 224) uint8 onset/apex tensor -> MMNet's two inputs, as ``imagenet_rgb``."""
+    mean = torch.as_tensor(IMAGENET_MEAN, device=frames.device)
+    std = torch.as_tensor(IMAGENET_STD, device=frames.device)
+    x = frames.float()[:, :, None] / 255.0  # (B, 2, 1, S, S)
+    x = (x.expand(-1, -1, 3, -1, -1) - mean) / std
+    return x[:, 0].contiguous(), x[:, 1].contiguous()
+
+
+VIEW = View("mmnet", ("keyframes",), _inputs, frames=True, jitter=_jitter_inputs,
+            jitter_keys=("onset", "apex"), size=224)
+
+
 @register(
     "mmnet",
-    view="mmnet",
+    view=VIEW,
     input_shapes=((3, 224, 224), (3, 224, 224)),
     recipe=Recipe(
         optimizer=Optimizer("adamw", lr=8e-4, weight_decay=0.7),  # CASME2_3.py:430-431
@@ -321,7 +350,7 @@ class MMNet(nn.Module):
         # randint(apex - int(0.15*(apex-onset)/4), apex + int(0.15*(offset-apex)/4)) (:145-146)
         keyframe_jitter=KeyframeJitter(onset_after=0.2, apex_before=0.15, apex_after=0.15,
                                        divisor=4),
-        selection=Selection(
+        official=Selection(
             "per-fold", metric="uf1", ties="latest",
             source="muse1998/MMNet CASME2_3.py:553-584 (per-fold F1 over the classes present; "
             "AVG_F1 >= max_f1: ties keep the later epoch)",

@@ -20,10 +20,10 @@ import torch
 from torch import Tensor, nn
 
 from mefeat.errors import ModelError
+from mefeat.recipes import Optimizer
 
 from ._layers import DenseHead
-from ._offtanet_repo import offtanet_repository_recipe
-from .recipe import Optimizer
+from ._offtanet_repo import offtanet_repository_recipe, uv_view
 from .registry import register
 
 __all__ = ["OffApexNet", "offapexnet"]
@@ -94,7 +94,7 @@ class OffApexNet(DenseHead, nn.Module):
 
 @register(
     "offapexnet",
-    view="offapexnet",
+    view=uv_view("offapexnet"),
     input_shapes=((2, 28, 28),),
     # StepLR(9999, gamma=1) (train_arg.py:55): a constant learning rate.
     recipe=offtanet_repository_recipe(

@@ -32,10 +32,10 @@ import torch
 from torch import Tensor, nn
 
 from mefeat.errors import ModelError
+from mefeat.recipes import Optimizer, StepLR
 
 from ._layers import DenseHead
-from ._offtanet_repo import offtanet_repository_recipe
-from .recipe import Optimizer, StepLR
+from ._offtanet_repo import offtanet_repository_recipe, uvs_view
 from .registry import register
 
 __all__ = ["NET_TYPES", "OffTANet", "offtanet"]
@@ -285,7 +285,7 @@ class OffTANet(DenseHead, nn.Module):
 
 @register(
     "offtanet",
-    view="offtanet",
+    view=uvs_view("offtanet", 112),
     input_shapes=((3, 112, 112),),
     recipe=offtanet_repository_recipe(
         Optimizer("adam", lr=1e-3), epochs=201, every=20,

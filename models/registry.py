@@ -13,15 +13,17 @@ model's view (``mefeat.views``) produces it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
 
 from mefeat.errors import ModelError
-
-from .recipe import Recipe, check_recipe
+from mefeat.recipes import Recipe
+from mefeat.recipes.recipe import check_recipe
+from mefeat.views import View
 
 
 @dataclass(frozen=True)
@@ -31,15 +33,17 @@ class ModelSpec:
     Attributes:
         name: registry key.
         builder: ``builder(num_classes=..., **kwargs) -> nn.Module``.
-        view: name of the view in ``mefeat.views`` that turns store arrays into the
-            model's input.
+        view: the :class:`~mefeat.views.View` that turns store arrays into the model's
+            input, declared in the model's file.
         input_shapes: the shape of one sample's input(s) without the batch axis, one tuple
             per input tensor (used by tests and ``mefeat models``).
-        recipe: how the paper / official script trains it (``mefeat.models.recipe``);
+        recipe: how the paper / official script trains it (:mod:`mefeat.recipes`);
             every field is executed by ``mefeat.train``.
         paper: citation and arXiv id / DOI.
         code: official code location and its licence.
-        params: parameter count of the official 3-class configuration.
+        params: parameter count of the official 3-class configuration (``mefeat models``
+            prints it without building the network; a test checks it against the built
+            model).
         options: builder keyword arguments exposed for ablations, with defaults.
         channels_last: train on the CPU in channels-last memory format (model and 4-D
             inputs), where that was measured faster (it is slower for some models, e.g.
@@ -48,7 +52,7 @@ class ModelSpec:
 
     name: str
     builder: Callable[..., nn.Module]
-    view: str
+    view: View
     input_shapes: tuple[tuple[int, ...], ...]
     recipe: Recipe | None = None
     paper: str = ""
@@ -60,7 +64,17 @@ class ModelSpec:
 
     @property
     def inputs(self) -> dict[str, Any]:
-        return {"view": self.view, "shapes": [list(s) for s in self.input_shapes]}
+        return {"view": self.view.name, "shapes": [list(s) for s in self.input_shapes]}
+
+    def count_params(self) -> int:
+        """The parameter count of the default configuration: ``params`` where the spec
+        records it, else counted on a network built on the meta device (no memory)."""
+        if self.params is not None:
+            return self.params
+        import torch
+
+        with torch.device("meta"):
+            return count_params(create_model(self.name))
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -69,7 +83,7 @@ _REGISTRY: dict[str, ModelSpec] = {}
 def register(
     name: str,
     *,
-    view: str,
+    view: View | str,
     input_shapes: tuple[tuple[int, ...], ...],
     recipe: Recipe | Mapping[str, Any] | None = None,
     paper: str = "",
@@ -81,16 +95,19 @@ def register(
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Register a model builder under ``name`` (see ``ModelSpec`` for the fields).
 
-    ``recipe`` is a :class:`~mefeat.models.recipe.Recipe` or its plain-dict form
+    ``view`` is a :class:`~mefeat.views.View`, or the name of a registered model whose view
+    this one eats. ``recipe`` is a :class:`~mefeat.recipes.Recipe` or its plain-dict form
     (``Recipe.from_dict``); a field or value that the trainer cannot execute is refused here,
     with the model's name and the field. A model registered without one can be evaluated
     from checkpoints; training it needs a recipe (``train_loso(recipe=...)``).
     """
-    from mefeat.views import VIEWS
-
-    known_view = VIEWS.get(view)
-    checked = None if recipe is None else check_recipe(
-        name, recipe, jitter_view=bool(known_view and known_view.jitter))
+    if isinstance(view, str):
+        view = get_spec(view).view
+    if not isinstance(view, View):
+        raise ModelError(f"model {name!r}: view must be a mefeat.views.View or the name of a "
+                         f"registered model, got {type(view).__name__}")
+    checked = None if recipe is None else check_recipe(name, recipe,
+                                                      jitter_view=view.jitter is not None)
 
     def decorator(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY and _REGISTRY[name].builder is not builder:
@@ -111,6 +128,19 @@ def register(
         return builder
 
     return decorator
+
+
+@contextlib.contextmanager
+def scoped_registry() -> Iterator[None]:
+    """Models registered inside the ``with`` block are gone after it (tests register their
+    stub models here, so that no test changes what another one sees)."""
+    _import_zoo()
+    saved = dict(_REGISTRY)
+    try:
+        yield
+    finally:
+        _REGISTRY.clear()
+        _REGISTRY.update(saved)
 
 
 def list_models() -> list[str]:

@@ -50,19 +50,21 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mefeat.errors import ModelError
-
-from ._layers import Block as _Block
-from .recipe import (
+from mefeat.recipes import (
     ClassBalancedSampler,
     Optimizer,
     Recipe,
     Selection,
 )
+from mefeat.views import IMAGENET_MEAN, IMAGENET_STD, View, minmax_uint8, resize_maps
+
+from ._layers import Block as _Block
 from .registry import register
 
 __all__ = [
@@ -416,9 +418,25 @@ class SRMCL(nn.Module):
         )
 
 
+
+# -- the view: [flow u, flow v, magnitude] of onset→apex. The released code reads it from
+# files whose scaling is not published: mefeat min-max scales each channel to [0, 1] per
+# sample, then applies the ImageNet normalisation the official code applies.
+
+
+def _inputs(a, landmarks, src, **options):
+    uv = resize_maps(a["flow_oa"], 224, displacement=True)
+    mag = resize_maps(a["mag_oa"], 224, displacement=True)
+    img = minmax_uint8(np.concatenate([uv, mag], axis=1)) / 255.0
+    return ((img - IMAGENET_MEAN) / IMAGENET_STD,)
+
+
+VIEW = View("srmcl", ("flow_oa", "mag_oa"), _inputs)
+
+
 @register(
     "srmcl",
-    view="srmcl",
+    view=VIEW,
     input_shapes=((3, 224, 224),),
     # No training script was released and the paper's training section could not be read
     # (Bao et al., IEEE TAFFC 2024, doi:10.1109/TAFFC.2024.3397701): what the code fixes is
@@ -433,7 +451,7 @@ class SRMCL(nn.Module):
         # Model/VIT_SRMCL.py:323-333: CE + 0.5 * reconstruction + 0.5 * memory contrastive
         # (the weights are the builder's recon_weight / memory_weight options).
         loss="model",
-        selection=Selection(
+        official=Selection(
             "last", source="pakchoi-php/SRMCL: no training script, so no selection rule"
         ),
         source="pakchoi-php/SRMCL Model/VIT_SRMCL.py:312-334 (losses), "

@@ -38,17 +38,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mefeat._cpp import Kernel, register_kernel
-
-from .recipe import (
+from mefeat.recipes import (
     Optimizer,
     Recipe,
     Selection,
 )
+from mefeat.views import View, uvs_image
+
 from .registry import register
 
 # The spatial size after conv (28+2·2-3+1 = 30), max pool (k3 s3 p1 → 10) and avg pool (→ 5).
@@ -262,16 +264,31 @@ def _update_running_stats(bns, mean: Tensor, var: Tensor, n: int) -> None:
             start = stop
 
 
+
+# -- the view: the official "u_v_os" image (BGR = strain, v, u, each min-max scaled to 0..255)
+
+
+def _inputs(a, landmarks, src, **options):
+    return (uvs_image(a["flow_oa"], a["strain_oa"]),)
+
+
+def _official_inputs(a, landmarks, **options):
+    return (a["image"].astype(np.float32),)
+
+
+VIEW = View("ststnet", ("flow_oa", "strain_oa"), _inputs, official=_official_inputs)
+
+
 @register(
     "ststnet",
-    view="ststnet",
+    view=VIEW,
     input_shapes=((3, 28, 28),),
     recipe=Recipe(
         optimizer=Optimizer("adam", lr=5e-5),  # main.py:88, :149
         epochs=800,  # :90 (the MATLAB original and the paper: 500)
         batch_size=256,  # :89
         shuffle=False,  # DataLoader(dataset_train, batch_size) (:155)
-        selection=Selection(
+        official=Selection(
             "last", source="christy1206/STSTNet main.py:217 (the last epoch's predictions)"
         ),
         source="christy1206/STSTNet main.py:88-98, :149, :155",

@@ -64,7 +64,7 @@ def _assert_jobs_ran_their_recipe(out, *, epochs):
     jobs = [json.loads(p.read_text()) for p in (out / "jobs").rglob("*.json")]
     assert jobs
     for job in jobs:
-        expected = get_spec(job["model"]).recipe.replace(epochs=epochs).as_dict()
+        expected = get_spec(job["model"]).recipe.replace(epochs=epochs).to_dict()
         assert job["recipe"] == json.loads(json.dumps(expected)), job["model"]
         assert job["overrides"] == {"epochs": epochs}
     return {job["model"] for job in jobs}

@@ -26,9 +26,10 @@ from mefeat.datasets import (
     samm,
     smic,
 )
-from mefeat.datasets._base import Row, build_sample, frame_number
+from mefeat.datasets._base import Row, build_sample
 from mefeat.datasets.labels import default_gt_path
 from mefeat.errors import AnnotationError, MefeatError
+from mefeat.frames import frame_number
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 ANN = SHARED / "annotations"

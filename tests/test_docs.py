@@ -219,6 +219,18 @@ def test_every_documented_command_parses():
         _parse(["mefeat", "train", "--no-such-option"])
 
 
+def test_readme_python_example_runs_and_prints_what_it_says(tmp_path, capsys):
+    """The README's Python block, as written, on a small demo store: it prints two UF1s."""
+    from _stores import demo_store
+
+    store = demo_store(tmp_path, subjects=3, clips=3, size=112)
+    (block,) = python_blocks((ROOT / "README.md").read_text())
+    assert '"casme2.zarr"' in block
+    exec(compile(block.replace('"casme2.zarr"', repr(str(store))), "README.md", "exec"), {})
+    printed = capsys.readouterr().out.split()
+    assert len(printed) == 2 and all(0 <= float(v) <= 1 for v in printed)
+
+
 @pytest.mark.slow
 def test_readme_commands_run(world):
     work, demo = world

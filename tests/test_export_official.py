@@ -35,7 +35,7 @@ from mefeat.errors import MefeatError, StoreError
 from mefeat.run.export_official import export_official
 from mefeat.run.import_features import import_features
 from mefeat.store import FeatureStore
-from mefeat.views import _direction_images, uvs_image
+from mefeat.views import direction_images, uvs_image
 
 
 def _invoke(*args: str):
@@ -75,8 +75,8 @@ def test_a_demo_store_exports_and_imports_back_the_views_images(demo, tmp_path):
     # what the views make of the flows: u_v_os images and 28-px direction maps
     expected = {"image": uvs_image(a["flow_oa"], a["strain_oa"]),
                 "image_ao": uvs_image(a["flow_ao"], a["strain_ao"]),
-                "dir_oa": _direction_images(a["flow_oa"]),
-                "dir_ao": _direction_images(a["flow_ao"])}
+                "dir_oa": direction_images(a["flow_oa"]),
+                "dir_ao": direction_images(a["flow_ao"])}
     for fmt in ("causalnet", "htnet"):
         out = tmp_path / fmt
         res = _invoke("export", demo, "--format", fmt, "--out", out, "--variant", "gt")

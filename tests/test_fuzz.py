@@ -19,6 +19,7 @@ import numpy as np
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
+from mefeat import frames
 from mefeat.datasets import _base as base
 from mefeat.datasets import casme2, samm, smic
 from mefeat.datasets._sample import Sample
@@ -114,7 +115,7 @@ def test_action_units_round_trip(tokens, sep):
 @given(name=st.text(max_size=60))
 def test_frame_number_never_raises(name):
     assume("\x00" not in name)
-    out = base.frame_number(name)
+    out = frames.frame_number(name)
     assert out is None or (type(out) is int and out >= 0)
     if out is None:
         assert not re.search(r"\d", Path(name).stem)
@@ -124,8 +125,8 @@ def test_frame_number_never_raises(name):
 @given(prefix=st.from_regex(r"([a-z_]*[a-z_])?", fullmatch=True), n=st.integers(0, 10**9),
        pad=st.integers(0, 6), ext=st.sampled_from([".jpg", ".png", ".bmp", ".JPG", ""]))
 def test_frame_number_known_answers(prefix, n, pad, ext):
-    assert base.frame_number(f"{prefix}{n:0{pad}d}{ext}") == n
-    assert base.frame_number(f"006_{prefix}{n}{ext}") == n  # the last run of digits
+    assert frames.frame_number(f"{prefix}{n:0{pad}d}{ext}") == n
+    assert frames.frame_number(f"006_{prefix}{n}{ext}") == n  # the last run of digits
 
 
 @settings(max_examples=BUDGET["subject_ids"], deadline=None)

@@ -20,7 +20,7 @@ from mefeat.cli.main import cli
 from mefeat.errors import AnnotationError, StoreError
 from mefeat.run.import_features import CSV_NAME, import_features
 from mefeat.store import FeatureStore
-from mefeat.views.data import load_view
+from mefeat.train import load_view
 
 HEADER = ["dataset", "sub", "filename_o", "label", "apex", "imagename", "sub_filename"]
 ROWS = [("casme2", "sub01", "EP02_01f", 1), ("casme2", "sub01", "EP19_05f", 0),
@@ -78,7 +78,7 @@ def test_bad_samples_are_reported_by_file_and_the_others_imported(tmp_path):
     assert str(small) in info["failed"]["smic/s1/s1_ne_01"]
     assert {d["clip"] for d in info["dropped"]} == {"s1_po_02", "s2_sur_01"}
     # the good samples hold exactly what cv2.imread gives
-    data = load_view(store, variant="official-causalnet", view="causalnet")
+    data = load_view(store, "causalnet", variant="official-causalnet")
     assert dict(zip(data.keys, data.labels.tolist(), strict=True)) == {
         "casme2/sub01/EP02_01f": 1, "samm/006/006_1_3": 0}
     idx, raw = FeatureStore.open(store).variant("official-causalnet").read(["dir_oa"])
@@ -125,7 +125,7 @@ def test_rerun_imports_only_what_is_missing(tmp_path):
     fs = FeatureStore.open(store)
     assert len(fs) == 5 and fs.variants() == ["official-htnet"]
     assert set(fs.column("status")) == {"done"} and set(fs.column("error")) == {""}
-    data = load_view(store, variant="official-htnet", view="ststnet")
+    data = load_view(store, "ststnet", variant="official-htnet")
     assert len(data) == 5 and len(set(data.keys)) == 5
     i = list(data.keys).index("samm/006/006_1_2")
     assert np.array_equal(data.inputs[0][i], cv2.imread(str(png)).transpose(2, 0, 1))

@@ -240,9 +240,9 @@ def _contrast(plane: np.ndarray, lm, moving, still, view) -> float:
 
 @pytest.fixture(scope="module")
 def views(flow_stores):
-    from mefeat.views.data import load_view
+    from mefeat.train import load_view
 
-    return {(flow, view): load_view(flow_stores[flow], view=view)
+    return {(flow, view): load_view(flow_stores[flow], view)
             for flow in FLOWS for view in VIEWS}
 
 
@@ -461,12 +461,12 @@ def test_official_uv_views_hand_u_then_v(shared_data, tmp_path):
     # onset→apex u and v: Algorithm 1 (written out above) of the view's two channels has
     # its hues; of the channels swapped, the reverse order (correlation near -1).
     from mefeat.run.import_features import import_features
-    from mefeat.views.data import load_view
+    from mefeat.train import load_view
 
     folder = shared_data / "features" / "cde28_causalnet"
     summary = import_features(folder, fmt="causalnet", store=tmp_path / "c.zarr")
     for view in ("offapexnet", "dual_inception"):
-        data = load_view(tmp_path / "c.zarr", variant=summary.variant, view=view)
+        data = load_view(tmp_path / "c.zarr", view, variant=summary.variant)
         uv = data.inputs[0]
         assert uv.shape == (442, 2, 28, 28)
         corr = []
@@ -583,7 +583,7 @@ def test_metrics_equal_sklearn_when_every_class_occurs(seed):
     # F1 = TP/(TP+FP+FN), recall over predictions (precision) instead of truths.
     from sklearn.metrics import accuracy_score, f1_score, recall_score
 
-    from mefeat.train.metrics import metrics
+    from mefeat.metrics import metrics
 
     rng = np.random.default_rng(seed)
     c = int(rng.integers(3, 6))
@@ -603,7 +603,7 @@ def test_metrics_with_absent_classes_follow_the_megc_rule_in_sklearn_terms():
     # over the classes true. Catches a class absent from both counted with F1 = 0.
     from sklearn.metrics import f1_score, recall_score
 
-    from mefeat.train.metrics import metrics
+    from mefeat.metrics import metrics
 
     t = np.array([0, 0, 1, 1, 1, 3, 3])
     p = np.array([0, 1, 1, 1, 2, 3, 0])  # class 2 predicted, never true; 4 never seen
@@ -620,7 +620,7 @@ def test_fold_score_is_sklearn_macro_with_default_labels(seed):
     # classes averaged in as 0), classes only from the truth, and acc over the classes.
     from sklearn.metrics import accuracy_score, f1_score, recall_score
 
-    from mefeat.train.metrics import fold_score
+    from mefeat.metrics import fold_score
 
     rng = np.random.default_rng(100 + seed)
     present = rng.choice(5, size=int(rng.integers(1, 4)), replace=False)

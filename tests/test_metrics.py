@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import balanced_accuracy_score, f1_score
 
-from mefeat.train.metrics import metrics, metrics_table
+from mefeat.metrics import metrics, metrics_table
 
 
 def test_hand_computed_example():

@@ -61,7 +61,7 @@ def test_spec_is_the_official_configuration():
     r = spec.recipe  # main_train.py:135-143, :277, :347, :356
     assert (r.optimizer.name, r.optimizer.lr, r.epochs, r.batch_size, r.shuffle, r.seed) == (
         "adam", 5e-5, 200, 1024, False, 2025)
-    assert (r.selection.kind, r.selection.metric, r.selection.ties, r.selection.stop) == (
+    assert (r.official.kind, r.official.metric, r.official.ties, r.official.stop) == (
         "per-fold", "acc", "earliest", (">=", 1.0))
 
 

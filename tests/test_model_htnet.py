@@ -43,7 +43,7 @@ def test_spec_is_the_official_configuration():
     r = spec.recipe  # main_HTNet.py:162-164, :240, :244, :295
     assert (r.optimizer.name, r.optimizer.lr, r.epochs, r.batch_size, r.shuffle) == (
         "adam", 5e-5, 800, 256, False)
-    assert (r.selection.kind, r.selection.metric, r.selection.ties) == ("per-fold", "acc",
+    assert (r.official.kind, r.official.metric, r.official.ties) == ("per-fold", "acc",
                                                                         "latest")
 
 

@@ -13,9 +13,10 @@ import pytest
 import torch
 
 from mefeat.errors import ModelError
-from mefeat.models import StepLR, count_params, create_model, get_spec
+from mefeat.models import count_params, create_model, get_spec
 from mefeat.models.micro_attention import MABlock
 from mefeat.models.offtanet import NET_TYPES, SelfAttention
+from mefeat.recipes import StepLR
 
 # name -> (input shape without batch, feature width, official 3-class parameter count)
 FAMILY = {
@@ -56,9 +57,9 @@ def test_spec_matches_official(name: str) -> None:
     optimizer, epochs, every, batch, schedule = OFFICIAL_RECIPES[name]
     assert (r.optimizer.name, r.optimizer.lr, r.optimizer.momentum,
             r.optimizer.weight_decay) == optimizer
-    assert (r.epochs, r.selection.every, r.batch_size) == (epochs, every, batch)
+    assert (r.epochs, r.official.every, r.batch_size) == (epochs, every, batch)
     assert r.schedule == schedule
-    assert (r.selection.kind, r.selection.metric, r.selection.ties) == ("all-folds", "uar",
+    assert (r.official.kind, r.official.metric, r.official.ties) == ("all-folds", "uar",
                                                                         "set-order")
 
 

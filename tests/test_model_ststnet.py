@@ -50,7 +50,7 @@ def test_parameter_count_and_spec():
     r = spec.recipe  # main.py:88-90, :149, :155, :217
     assert (r.optimizer.name, r.optimizer.lr, r.epochs, r.batch_size, r.shuffle) == (
         "adam", 5e-5, 800, 256, False)
-    assert r.selection.kind == "last"
+    assert r.official.kind == "last"
 
 
 def test_official_parameter_names():

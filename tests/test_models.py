@@ -8,7 +8,14 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from mefeat.models import count_params, create_model, get_spec, list_models, register
+from mefeat.models import (
+    count_params,
+    create_model,
+    get_spec,
+    list_models,
+    register,
+    scoped_registry,
+)
 
 # Parameter counts of the official 3-class configurations, counted from the official code.
 OFFICIAL_PARAMS = {
@@ -89,12 +96,31 @@ def test_user_models_register_with_the_same_decorator():
         def reset_classifier(self, num_classes):
             self.head = nn.Linear(self.head.in_features, num_classes)
 
-    @register("tiny_user_net", view="offapexnet", input_shapes=((2, 4, 4),))
-    def tiny_user_net(*, num_classes=3):
-        return Tiny(num_classes)
+    with scoped_registry():
+        @register("tiny_user_net", view="offapexnet", input_shapes=((2, 4, 4),))
+        def tiny_user_net(*, num_classes=3):
+            return Tiny(num_classes)
 
-    assert "tiny_user_net" in list_models()
-    assert create_model("tiny_user_net", num_classes=4)(torch.zeros(1, 2, 4, 4)).shape == (1, 4)
+        assert "tiny_user_net" in list_models()
+        net = create_model("tiny_user_net", num_classes=4)
+        assert net(torch.zeros(1, 2, 4, 4)).shape == (1, 4)
+        assert get_spec("tiny_user_net").view is get_spec("offapexnet").view
+        # no recorded count: counted on a network built on the meta device
+        assert get_spec("tiny_user_net").count_params() == 2 * 4 * 4 * 3 + 3
+    assert "tiny_user_net" not in list_models()  # the test's registry only
+
+
+def test_models_answers_without_building_a_network(monkeypatch):
+    from mefeat.cli.main import cli
+    from mefeat.models import registry
+
+    def no_building(*args, **kwargs):
+        raise AssertionError("mefeat models built a network")
+
+    monkeypatch.setattr(registry, "create_model", no_building)
+    res = CliRunner().invoke(cli, ["models"])
+    assert res.exit_code == 0, res.output
+    assert "276,590,089" in res.output  # CausalNet's count, from its spec
 
 
 def test_models_json_lists_official_counts():

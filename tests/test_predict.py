@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -22,14 +23,14 @@ from _stores import demo_store
 from click.testing import CliRunner
 
 from mefeat.cli.main import cli
-from mefeat.datasets._base import list_frames
-from mefeat.frames import read_clip
+from mefeat.frames import list_frames, read_clip
 from mefeat.keyframes.intervals import (
     Interval,
     curve_intervals,
     merge_intervals,
     window_starts,
 )
+from mefeat.train import RunFolder
 
 
 def _invoke(*args: str):
@@ -136,11 +137,11 @@ def test_view_inputs_match_the_store_view(trained, view):
     """On a stored clip and its stored key frames, predict's inputs are load_view's."""
     from mefeat.run.predict import Run, view_inputs
     from mefeat.store import FeatureStore
-    from mefeat.views.data import load_view
+    from mefeat.train import load_view
 
-    info = json.loads((trained.run / "checkpoints" / "run.json").read_text())
-    run = Run(path=trained.run, info={**info, "view": view}, classes=(), folds=[])
-    data = load_view(trained.store, variant="gt", view=view)
+    record = RunFolder(trained.run).record()
+    run = Run(path=trained.run, record=replace(record, model=view), folds=[])
+    data = load_view(trained.store, view, variant="gt")
     fs = FeatureStore.open(trained.store)
     i = 1
     key = str(data.keys[i])
@@ -156,12 +157,14 @@ def test_view_inputs_match_the_store_view(trained, view):
 def test_spot_method_follows_the_variant(trained):
     from mefeat.run.predict import Run
 
-    info = json.loads((trained.run / "checkpoints" / "run.json").read_text())
-    spot = {**info, "variant": "spot-featdiff", "variant_settings": {
-        **info["variant_settings"], "keyframes": {"policy": "spot", "method": "featdiff"}}}
-    assert Run(trained.run, spot, (), []).spot_method == "featdiff"
-    assert "as in the run's variant 'spot-featdiff'" in Run(trained.run, spot, (), []).spot_note
-    assert Run(trained.run, info, (), []).spot_method == "flowpeak"
+    record = RunFolder(trained.run).record()
+    made = record.store_settings
+    spot = replace(record, data={**record.data, "variant": "spot-featdiff"}, store_settings={
+        **made, "variant_settings": {**made["variant_settings"],
+                                     "keyframes": {"policy": "spot", "method": "featdiff"}}})
+    assert Run(trained.run, spot, []).spot_method == "featdiff"
+    assert "as in the run's variant 'spot-featdiff'" in Run(trained.run, spot, []).spot_note
+    assert Run(trained.run, record, []).spot_method == "flowpeak"
 
 
 # -- a long video --------------------------------------------------------------------------
@@ -221,8 +224,9 @@ def test_curve_intervals_and_merge():
 def _edited_run(trained, tmp_path, **changes) -> Path:
     run = tmp_path / "run"
     shutil.copytree(trained.run / "checkpoints", run / "checkpoints")
-    meta = run / "checkpoints" / "run.json"
-    meta.write_text(json.dumps({**json.loads(meta.read_text()), **changes}))
+    meta = run / "run.json"
+    meta.write_text(json.dumps({**json.loads((trained.run / "run.json").read_text()),
+                                **changes}))
     return run
 
 
@@ -252,13 +256,19 @@ def test_predict_bad_clips(trained, tmp_path):
 
 def test_predict_bad_runs(trained, tmp_path):
     clip = _clip_dir(trained, "casme2/sub01/EP01_01")
-    _error(_invoke("predict", clip, "--run", tmp_path), "no checkpoints/run.json")
+    _error(_invoke("predict", clip, "--run", tmp_path), "no run.json",
+           "the --out folder of `mefeat train`")
+    old = tmp_path / "old"
+    (old / "checkpoints").mkdir(parents=True)
+    (old / "checkpoints" / "run.json").write_text("{}")  # an earlier mefeat's layout
+    _error(_invoke("predict", clip, "--run", old), "an older mefeat", "train again")
     official = _edited_run(trained, tmp_path / "o", official_format="official-htnet")
     _error(_invoke("predict", clip, "--run", official), "official features",
            "cannot compute from raw frames")
     three = _edited_run(trained, tmp_path / "c", classes=["negative", "positive", "surprise"],
                         num_classes=3)
-    _error(_invoke("predict", clip, "--run", three), "head has 5 outputs", "names 3 classes")
+    _error(_invoke("predict", clip, "--run", three), "this checkpoint has 5 classes",
+           "the run has 3", "different label schemes")
     _error(_invoke("predict", clip, "--run", trained.run, "--labels", "megc2019"),
            "not on label scheme megc2019")
     _error(_invoke("predict", clip, "--run", trained.run, "--fold", "sub09"), "no fold 'sub09'",

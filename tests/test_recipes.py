@@ -3,12 +3,13 @@ and key-frame jitter act in training only and differ between epochs and folds, t
 own loss reaches the gradients, each official epoch rule picks what the official code's
 logic picks (written out here), and a field that nothing executes is refused.
 
-The tests register tiny models of their own; the official rules are checked with the
-registered models' own recipes.
+The tests register tiny models of their own (in a scoped registry); the official rules are
+checked with the registered models' own recipes.
 """
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -16,7 +17,8 @@ import pytest
 import torch
 from torch import nn
 
-from mefeat.models import (
+from mefeat.models import get_spec, list_models, register, scoped_registry
+from mefeat.recipes import (
     ClassBalancedSampler,
     ExponentialLR,
     HorizontalFlip,
@@ -29,13 +31,11 @@ from mefeat.models import (
     Selection,
     StepLR,
     WarmupCosine,
-    get_spec,
-    register,
 )
-from mefeat.models.registry import _REGISTRY
+from mefeat.recipes.augment import Augmenter, pad_crop, rotate
+from mefeat.recipes.selection import FoldPicker, choose_epochs, rule_of
 from mefeat.train import loso_folds, train_loso
-from mefeat.train.recipes import Augmenter, balanced_batches, pad_crop, rotate
-from mefeat.train.selection import choose_epochs, rule_of
+from mefeat.views import View
 
 LAST = Selection("last", source="test")
 CALLS: list[tuple[bool, torch.Tensor]] = []  # (training?, input batch) of the Recorder
@@ -67,19 +67,28 @@ class Recorder(nn.Module):
 
 
 def _recipe(**kw) -> Recipe:
-    base = dict(optimizer=Optimizer("sgd", lr=0.1), epochs=4, batch_size=None, selection=LAST)
+    base = dict(optimizer=Optimizer("sgd", lr=0.1), epochs=4, batch_size=None, official=LAST)
     return Recipe(**{**base, **kw})
 
 
-def _register_fresh(name: str, build, **options) -> None:
-    """Register a test model built from this module's classes: an earlier registration
-    (the module imported again in one process, as mutmut does) would record elsewhere."""
-    _REGISTRY.pop(name, None)
-    register(name, **options)(build)
+# The tests give arrays directly: a view that builds nothing from a store.
+VIEW = View("test", (), lambda a, lm, src, **o: ())
 
 
-_register_fresh("recipe_recorder", lambda *, num_classes=3: Recorder(num_classes=num_classes),
-                view="test", input_shapes=((2, 8, 8),), recipe=_recipe())
+@pytest.fixture(autouse=True, scope="module")
+def recorder_model():
+    """The Recorder, registered for this module only."""
+    with scoped_registry():
+        register("recipe_recorder", view=VIEW, input_shapes=((2, 8, 8),), recipe=_recipe())(
+            lambda *, num_classes=3: Recorder(num_classes=num_classes))
+        yield
+
+
+@pytest.fixture
+def scoped():
+    """Models a test registers are gone after it."""
+    with scoped_registry():
+        yield
 
 
 def _data(n=30, subjects=3, seed=0):
@@ -192,10 +201,10 @@ def test_augmentation_acts_in_training_only_and_differs_between_epochs_and_folds
         epochs=2, augmentation=(HorizontalFlip(0.5), RandomCrop(2))), folds=2)
     train = [c for t, c in CALLS if t]
     evals = [c for t, c in CALLS if not t]
-    # one full-batch step an epoch, 2 epochs, 2 folds; the last epoch is evaluated per fold
-    assert len(train) == 4 and len(evals) == 2
+    # one full-batch step an epoch, 2 epochs, 2 folds; every epoch is evaluated per fold
+    assert len(train) == 4 and len(evals) == 4
     folds = loso_folds(s)[:2]
-    for (_, _, te), ev in zip(folds, evals, strict=True):
+    for (_, _, te), ev in zip([f for f in folds for _ in range(2)], evals, strict=True):
         np.testing.assert_array_equal(ev.numpy(), x[te])  # evaluation: the inputs as given
     f0_e1, f0_e2, f1_e1 = train[0], train[1], train[2]
     assert not torch.equal(f0_e1, torch.as_tensor(x[folds[0][1]]))  # training: augmented
@@ -208,27 +217,33 @@ def test_augmentation_acts_in_training_only_and_differs_between_epochs_and_folds
 
 def test_class_balanced_batches():
     labels = np.array([0] * 20 + [1] * 9 + [2] * 13)
-    batches = balanced_batches(labels, ClassBalancedSampler(3, 4), np.random.default_rng(0))
+    batches = ClassBalancedSampler(3, 4).batches(labels, np.random.default_rng(0))
     assert len(batches) == 3  # 42 samples: 0, 12, 24 (+12 < 42), then 36 + 12 >= 42
     for b in batches:
         assert len(b) == 12 and sorted(np.bincount(labels[b]).tolist()) == [4, 4, 4]
-    two = balanced_batches(labels[labels > 0], ClassBalancedSampler(3, 4),
-                           np.random.default_rng(0))  # a fold with 2 classes: both each batch
+    two = ClassBalancedSampler(3, 4).batches(
+        labels[labels > 0], np.random.default_rng(0))  # a fold with 2 classes: both each batch
     assert all(sorted(np.bincount(labels[labels > 0][b])[1:].tolist()) == [4, 4] for b in two)
 
 
-# fp16 runs as bf16 on a CPU, as PyTorch Lightning does (mefeat.train.recipes.Precision).
+# fp16 runs as bf16 on a CPU, as PyTorch Lightning does (mefeat.recipes.loss.Precision).
 @pytest.mark.parametrize(("precision", "dtype"), [("fp32", torch.float32),
                                                 ("fp16", torch.bfloat16),
                                                 ("bf16", torch.bfloat16)])
 def test_precision_runs_the_training_forward_in_its_dtype(precision, dtype):
+    from mefeat.recipes.loss import Precision
+
     x, y, s = _data(n=12)
     DTYPES.clear()
     res = train_loso("recipe_recorder", x, y, s, recipe=_recipe(epochs=2, precision=precision),
                      folds=1)
     assert DTYPES == [dtype, dtype]
     assert np.isfinite(res.logits[np.isfinite(res.logits).all(1)]).all()
-    assert res.settings["precision_run"] == ("fp32" if precision == "fp32" else "bf16")
+    # The run no longer records the precision it ran (the former settings["precision_run"]):
+    # the precision the trainer makes for the run's recorded device says it.
+    ran = Precision(res.settings["recipe"]["precision"], torch.device(res.settings["device"]))
+    assert ran.precision == ("fp32" if precision == "fp32" else "bf16")
+    assert res.settings["recipe"]["precision"] == precision
     if precision == "fp16":
         assert "gradient scaler" in res.settings["fold_batching"]
 
@@ -242,26 +257,25 @@ def frames_store(tmp_path_factory):
     return demo_store(tmp_path_factory.mktemp("jitter"), subjects=2, clips=3, size=64)
 
 
-def test_keyframe_jitter_draws_frames_in_range_in_training_only(frames_store):
+def test_keyframe_jitter_draws_frames_in_range_in_training_only(frames_store, scoped):
     from mefeat.store import FeatureStore
+    from mefeat.train import load_view
     from mefeat.views import imagenet_rgb
-    from mefeat.views.data import load_view
 
     jitter = KeyframeJitter(onset_after=1.0, apex_before=1.0, apex_after=1.0, divisor=2)
-    data = load_view(frames_store, view="mmnet", jitter=jitter)
     name = "recipe_jitter_recorder"
-    _register_fresh(
-        name, lambda *, num_classes=3: Recorder(num_classes=num_classes, in_features=3 * 224 * 224),
-        view="mmnet", input_shapes=((3, 224, 224), (3, 224, 224)),
-        recipe=_recipe(epochs=3, keyframe_jitter=jitter))
+    register(name, view="mmnet", input_shapes=((3, 224, 224), (3, 224, 224)),
+             recipe=_recipe(epochs=3, keyframe_jitter=jitter))(
+        lambda *, num_classes=3: Recorder(num_classes=num_classes, in_features=3 * 224 * 224))
+    data = load_view(frames_store, name)  # the model's recipe jitters: the data has a bank
+    assert data.jitter is not None
     CALLS.clear()
-    train_loso(name, data.inputs, data.labels, data.subjects, jitter=data.jitter,
-               num_classes=data.num_classes)
+    train_loso(name, data, num_classes=data.num_classes)
     train = [c for t, c in CALLS if t]
     evals = [c for t, c in CALLS if not t]
     folds = loso_folds(data.subjects)
-    assert len(train) == 3 * len(folds) and len(evals) == len(folds)
-    for (_, _, te), ev in zip(folds, evals, strict=True):
+    assert len(train) == 3 * len(folds) and len(evals) == 3 * len(folds)  # every epoch
+    for (_, _, te), ev in zip([f for f in folds for _ in range(3)], evals, strict=True):
         np.testing.assert_array_equal(ev.numpy(), data.inputs[0][te])  # annotated onset
     # Every training onset is the view's image of a frame in the allowed range.
     fs = FeatureStore.open(frames_store)
@@ -277,11 +291,17 @@ def test_keyframe_jitter_draws_frames_in_range_in_training_only(frames_store):
 
 
 def test_jitter_needs_the_frames(frames_store):
-    from mefeat.train import TrainingError
+    from mefeat.train import TrainingError, load_view
 
     x = np.zeros((4, 3, 224, 224), np.float32)
     with pytest.raises(TrainingError, match="jitters the key frames"):
         train_loso("mmnet", (x, x), np.arange(4) % 3, np.array(["a/1", "a/2"] * 2, object),
+                   epochs=1)
+    # and the other way round: jittered frames for a recipe that does not jitter
+    data = load_view(frames_store, "mmnet")
+    assert data.jitter is not None
+    with pytest.raises(TrainingError, match="no keyframe_jitter"):
+        train_loso("mmnet", data, recipe=get_spec("mmnet").recipe.replace(keyframe_jitter=None),
                    epochs=1)
 
 
@@ -289,7 +309,7 @@ def test_jitter_needs_the_frames(frames_store):
 
 def test_srmcl_extra_terms_change_the_gradients_and_weight_zero_removes_them():
     from mefeat.models import create_model
-    from mefeat.train.recipes import cross_entropy, model_loss
+    from mefeat.recipes.loss import cross_entropy, model_loss
 
     assert get_spec("srmcl").recipe.loss == "model"
     x = torch.randn(3, 3, 224, 224, generator=torch.Generator().manual_seed(0))
@@ -304,9 +324,9 @@ def test_srmcl_extra_terms_change_the_gradients_and_weight_zero_removes_them():
                           for p in model.parameters()])
 
     recipe = get_spec("srmcl").recipe
-    full = grads(lambda m: model_loss(m, x, y, "srmcl"))
-    ce_only = grads(lambda m: cross_entropy(m(x), y, recipe).mean())
-    zero = grads(lambda m: model_loss(m, x, y, "srmcl"), recon_weight=0.0, memory_weight=0.0)
+    full = grads(lambda m: model_loss(m, x, y, recipe))
+    ce_only = grads(lambda m: cross_entropy(m(x), y, recipe.label_smoothing).mean())
+    zero = grads(lambda m: model_loss(m, x, y, recipe), recon_weight=0.0, memory_weight=0.0)
     assert not torch.allclose(full, ce_only)
     torch.testing.assert_close(zero, ce_only)
 
@@ -325,12 +345,12 @@ class OwnLoss(Recorder):
         return nn.functional.cross_entropy(out, y) * 0 + out.sum() * 0
 
 
-def test_the_trainer_calls_the_model_loss():
+def test_the_trainer_calls_the_model_loss(scoped):
     OwnLoss.calls = 0
     name = "recipe_own_loss"
-    _register_fresh(name, lambda *, num_classes=3: OwnLoss(num_classes=num_classes),
-                    view="test", input_shapes=((2, 8, 8),),
-                    recipe=_recipe(epochs=3, loss="model"))
+    register(name, view=VIEW, input_shapes=((2, 8, 8),),
+             recipe=_recipe(epochs=3, loss="model"))(
+        lambda *, num_classes=3: OwnLoss(num_classes=num_classes))
     x, y, s = _data()
     res = train_loso(name, x, y, s, fold_batch=3)
     assert OwnLoss.calls == 3 * 3  # epochs × folds, one full batch each
@@ -355,8 +375,8 @@ def _preds(epochs, folds, n_per, seed):
 
 def _ours(model, preds, labels, folds, epochs):
     recipe = get_spec(model).recipe.replace(epochs=epochs)
-    return choose_epochs(rule_of("official", recipe), preds, list(range(1, epochs + 1)),
-                         labels, folds, 3, epochs)
+    return choose_epochs(rule_of("official", recipe.official), preds,
+                         list(range(1, epochs + 1)), labels, folds, 3, epochs)
 
 
 def _causalnet_official(accs):
@@ -434,11 +454,11 @@ def test_per_fold_official_rules_pick_what_the_official_code_picks(seed):
     ):
         recipe = get_spec(model).recipe.replace(epochs=epochs)
         if model == "edmdbn":  # a short patience, so that early stopping happens here
-            recipe = recipe.replace(selection=Selection(
+            recipe = recipe.replace(official=Selection(
                 "per-fold", metric="uf1", ties="earliest", stop=(">", 0.99), patience=5,
                 source="test"))
-        ours = choose_epochs(rule_of("official", recipe), preds, list(range(1, epochs + 1)),
-                             labels, folds, 3, epochs)
+        ours = choose_epochs(rule_of("official", recipe.official), preds,
+                             list(range(1, epochs + 1)), labels, folds, 3, epochs)
         for subject, test in folds:
             scores = [score(labels[test], preds[e, test]) for e in range(epochs)]
             expected = official(scores)
@@ -453,7 +473,7 @@ def test_all_folds_rule_picks_what_the_offtanet_repository_picks(model):
     from sklearn.metrics import recall_score
 
     recipe = get_spec(model).recipe
-    epochs, step = recipe.epochs, recipe.selection.every
+    epochs, step = recipe.epochs, recipe.official.every
     preds, labels, folds = _preds(epochs, 5, 3, seed=len(model))
     # train.py:72-86, written out
     observed_epochs = set(range(0, epochs, step))
@@ -477,10 +497,10 @@ def test_last_is_the_last_epoch():
 
 def test_a_recipe_field_nothing_executes_is_refused():
     with pytest.raises(RecipeError, match=r"model 'bad_recipe'.*\['scheduler'\]"):
-        register("bad_recipe", view="test", input_shapes=((2,),),
+        register("bad_recipe", view=VIEW, input_shapes=((2,),),
                  recipe={"optimizer": "adam", "lr": 1e-3, "epochs": 2, "scheduler": "step"})
     with pytest.raises(RecipeError, match="schedule 'plateau'"):
-        register("bad_recipe", view="test", input_shapes=((2,),),
+        register("bad_recipe", view=VIEW, input_shapes=((2,),),
                  recipe={"lr": 1e-3, "epochs": 2, "schedule": {"name": "plateau"}})
     with pytest.raises(RecipeError, match="keyframe_jitter"):
         register("bad_recipe", view="ststnet", input_shapes=((2,),),
@@ -489,32 +509,40 @@ def test_a_recipe_field_nothing_executes_is_refused():
         _recipe(sampler=ClassBalancedSampler(3, 2), shuffle=True)
     with pytest.raises(RecipeError, match="precision"):
         _recipe(precision="fp8")
-    assert "bad_recipe" not in _REGISTRY
+    assert "bad_recipe" not in list_models()
 
 
 def test_overrides_are_recorded_as_overrides():
     x, y, s = _data()
     res = train_loso("recipe_recorder", x, y, s, epochs=2, lr=0.5, batch_size=4, folds=1)
     assert res.settings["overrides"] == {"epochs": 2, "lr": 0.5, "batch_size": 4}
-    assert res.settings["recipe"]["lr"] == 0.5 and res.settings["recipe"]["epochs"] == 2
+    recipe = res.settings["recipe"]
+    assert recipe["optimizer"]["lr"] == 0.5 and recipe["epochs"] == 2
 
 
 def test_every_registered_recipe_round_trips_its_json_form():
-    from mefeat.models import list_models
-
     zoo = [n for n in list_models() if get_spec(n).builder.__module__.startswith("mefeat.models.")]
     assert len(zoo) == 10
     for name in zoo:
         r = get_spec(name).recipe
-        d = r.as_dict()
-        assert d["optimizer"] == r.optimizer.name and d["epochs"] == r.epochs
-        assert d["official_selection"]["rule"] and d["official_selection"]["source"]
+        d = r.to_dict()
+        assert d["optimizer"]["name"] == r.optimizer.name and d["epochs"] == r.epochs
+        assert d["official"]["kind"] and d["official"]["source"]
         assert isinstance(d["augmentation"], list)
+        back = Recipe.from_dict(json.loads(json.dumps(d)), model=name)
+        assert back == r, name
+        assert back.official.rule and back.official.source == r.official.source
+
+
+def _fold_pick(rule, scores, epochs):
+    """The epoch a FoldPicker holds once every (epoch, score) has been offered."""
+    picker = FoldPicker(rule)
+    for epoch, score in zip(epochs, scores, strict=True):
+        picker.offer(epoch, score)
+    return picker.chosen
 
 
 def test_a_stop_and_a_patience_end_a_fold_s_candidates():
-    from mefeat.train.selection import _fold_pick
-
     def rule(**kw):
         return Selection("per-fold", metric="acc", ties="earliest", source="test", **kw)
 
@@ -528,15 +556,21 @@ def test_a_stop_and_a_patience_end_a_fold_s_candidates():
 
 # -- the rest of the recipe, field by field -------------------------------------------------
 
-def _first_step(opt: Optimizer, label_smoothing: float = 0.0):
-    """One full-batch step of the trainer on fold 0, and the same step by hand."""
+def _first_step(out, opt: Optimizer, label_smoothing: float = 0.0):
+    """One full-batch step of the trainer on fold 0 (its checkpoint in the run folder
+    ``out``), and the same step by hand."""
+    from safetensors.torch import load_file
+
     from mefeat.models import create_model
-    from mefeat.train import fold_seed
+    from mefeat.train import RunFolder, fold_seed
 
     x, y, s = _data(n=12)
     recipe = _recipe(epochs=1, optimizer=opt, label_smoothing=label_smoothing)
-    res = train_loso("recipe_recorder", x, y, s, recipe=recipe, folds=1, return_states=True)
+    res = train_loso("recipe_recorder", x, y, s, recipe=recipe, folds=1, out=out)
     subject, train_idx, _ = loso_folds(s)[0]
+    (fold,) = res.folds
+    assert fold.subject == subject and fold.checkpoint["epoch"] == 1  # after the one step
+    state = load_file(RunFolder(out).checkpoint_file(subject))
     torch.manual_seed(fold_seed(0, subject))  # the trainer's initialisation rule
     model = create_model("recipe_recorder")
     w0 = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -544,27 +578,28 @@ def _first_step(opt: Optimizer, label_smoothing: float = 0.0):
     loss = nn.functional.cross_entropy(model(xb), yb, label_smoothing=label_smoothing)
     grads = dict(zip([n for n, _ in model.named_parameters()],
                      torch.autograd.grad(loss, list(model.parameters())), strict=True))
-    return res.states[subject], w0, grads
+    return state, w0, grads
 
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.2])
-def test_the_first_step_is_sgd_with_the_recipe_s_arguments(smoothing):
+def test_the_first_step_is_sgd_with_the_recipe_s_arguments(smoothing, tmp_path):
     lr, wd = 0.3, 0.01
-    got, w0, g = _first_step(Optimizer("sgd", lr=lr, momentum=0.9, weight_decay=wd), smoothing)
+    got, w0, g = _first_step(tmp_path / "run",
+                             Optimizer("sgd", lr=lr, momentum=0.9, weight_decay=wd), smoothing)
     for name, w in w0.items():  # first step: momentum buffer = gradient (+ weight decay)
         torch.testing.assert_close(got[name], w - lr * (g[name] + wd * w), rtol=1e-5,
                                    atol=1e-6)
 
 
-def test_the_first_step_is_adam_and_adamw_with_the_recipe_s_arguments():
+def test_the_first_step_is_adam_and_adamw_with_the_recipe_s_arguments(tmp_path):
     lr, eps = 0.01, 1e-8
-    got, w0, g = _first_step(Optimizer("adam", lr=lr, eps=eps))
+    got, w0, g = _first_step(tmp_path / "adam", Optimizer("adam", lr=lr, eps=eps))
     for name, w in w0.items():  # bias-corrected first step: g / (|g| + eps)
         torch.testing.assert_close(got[name], w - lr * g[name] / (g[name].abs() + eps),
                                    rtol=1e-5, atol=1e-6)
     wd = 0.5
-    got, w0, g = _first_step(Optimizer("adamw", lr=lr, weight_decay=wd,
-                                       decay_matrices_only=True))
+    got, w0, g = _first_step(tmp_path / "adamw", Optimizer("adamw", lr=lr, weight_decay=wd,
+                                                           decay_matrices_only=True))
     for name, w in w0.items():  # decoupled decay, on the weight matrix only
         decay = wd if w.ndim >= 2 else 0.0
         torch.testing.assert_close(got[name], w * (1 - lr * decay)
@@ -606,12 +641,19 @@ def test_the_sampler_makes_the_trainer_s_batches():
 def test_the_evaluation_cadence_and_the_seed():
     x, y, s = _data()
     rule = Selection("per-fold", metric="acc", ties="latest", every=3, first=2, source="test")
-    res = train_loso("recipe_recorder", x, y, s, recipe=_recipe(epochs=10, selection=rule,
+    res = train_loso("recipe_recorder", x, y, s, recipe=_recipe(epochs=10, official=rule,
                                                               seed=2025),
                      selection="official")
-    assert res.kept_epochs == [2, 5, 8, 10]  # the rule's epochs and the last one
+    # every epoch's held-out predictions are kept; the rule looks at epochs 2, 5, 8 only
+    assert res.kept_epochs == list(range(1, 11))
+    assert res.epoch_predictions.shape == (10, len(y))
     assert res.seed == 2025 and res.settings["seed"] == 2025
-    assert set(res.chosen["official"].values()) <= {2, 5, 8}
+    chosen = res.chosen("official")
+    assert set(chosen.values()) <= {2, 5, 8}
+    assert res.best_epoch == chosen
+    for subject, _, test in loso_folds(s):  # the rule written out: latest best acc of 2, 5, 8
+        acc = {e: np.mean(res.epoch_predictions[e - 1, test] == y[test]) for e in (2, 5, 8)}
+        assert chosen[subject] == max(e for e in acc if acc[e] == max(acc.values()))
     other = train_loso("recipe_recorder", x, y, s, recipe=_recipe(epochs=10, seed=7))
     assert other.seed == 7
 
@@ -635,7 +677,7 @@ def test_mmnet_recipe_is_casme2_3_py():
     assert r.keyframe_jitter == KeyframeJitter(onset_after=0.2, apex_before=0.15,
                                                apex_after=0.15, divisor=4)
     # L553-584: per fold, best F1 with >=, the later epoch on ties
-    s = r.selection
+    s = r.official
     assert (s.kind, s.metric, s.ties, s.every, s.stop) == ("per-fold", "uf1", "latest", 1, None)
 
 
@@ -654,7 +696,7 @@ def test_edmdbn_recipe_is_its_trainer_and_yaml():
                               RandomCrop(padding=4, padding_mode="edge"))
     # ModelCheckpoint(monitor uf1, max: strict, earliest on ties); EarlyStopping(uf1,
     # patience 60 * 0.5 = 30, stopping_threshold 0.99)
-    s = r.selection
+    s = r.official
     assert (s.kind, s.metric, s.ties, s.stop, s.patience) == (
         "per-fold", "uf1", "earliest", (">", 0.99), 30)
 
@@ -665,5 +707,5 @@ def test_srmcl_recipe_trains_its_method_with_a_balanced_sampler():
     # memory-contrastive terms); Dataloader/batchsize_balance.py: classes × samples batches
     assert r.loss == "model" and r.sampler == ClassBalancedSampler(n_classes=3, n_samples=10)
     assert r.batch_size is None  # the sampler's 3 × 10 batches
-    assert r.selection.kind == "last"
+    assert r.official.kind == "last"
     assert "mefeat's choices" in r.source  # no training script: the rest is said to be ours

@@ -13,8 +13,9 @@ import torch
 from torch import nn
 
 from mefeat.errors import ModelError
-from mefeat.models.registry import _REGISTRY, register
+from mefeat.models import register, scoped_registry
 from mefeat.train import LosoResult, TrainingError, loso_folds, train_loso
+from mefeat.views import View
 
 TRAIN = {"optimizer": "adam", "lr": 1e-2, "epochs": 3, "batch_size": 16, "loss": "cross_entropy"}
 
@@ -68,25 +69,22 @@ class ItemNet(TinyNet):
         return super().forward(x)
 
 
-def _register() -> None:
-    if "tiny_test_net" in _REGISTRY:
-        return
-    register(
-        "tiny_test_net",
-        view="test",
-        input_shapes=((2, 8, 8),),
-        recipe=TRAIN,
-        options={"dropout": 0.0},
-    )(lambda *, num_classes=3, dropout=0.0: TinyNet(num_classes=num_classes, dropout=dropout))
-    register("tiny_two_input", view="test", input_shapes=((2, 8, 8), (5,)), recipe=TRAIN)(
-        lambda *, num_classes=3: TwoInputNet(num_classes=num_classes)
-    )
-    register("tiny_item_net", view="test", input_shapes=((2, 8, 8),), recipe=TRAIN)(
-        lambda *, num_classes=3: ItemNet(num_classes=num_classes)
-    )
+VIEW = View("test", (), lambda a, landmarks, src, **options: ())
 
 
-_register()
+@pytest.fixture(autouse=True, scope="module")
+def tiny_models():
+    """The tests' own models, registered for this module only."""
+    with scoped_registry():
+        register("tiny_test_net", view=VIEW, input_shapes=((2, 8, 8),), recipe=TRAIN,
+                 options={"dropout": 0.0})(
+            lambda *, num_classes=3, dropout=0.0: TinyNet(num_classes=num_classes,
+                                                         dropout=dropout))
+        register("tiny_two_input", view=VIEW, input_shapes=((2, 8, 8), (5,)), recipe=TRAIN)(
+            lambda *, num_classes=3: TwoInputNet(num_classes=num_classes))
+        register("tiny_item_net", view=VIEW, input_shapes=((2, 8, 8),), recipe=TRAIN)(
+            lambda *, num_classes=3: ItemNet(num_classes=num_classes))
+        yield
 
 
 def _data(n: int = 60, n_subjects: int = 5, seed: int = 0, signal: float = 0.0):
@@ -197,8 +195,10 @@ def test_user_errors():
         train_loso("tiny_test_net", x, y, s, epochs=1, selection="best")
     with pytest.raises(TrainingError, match="sample shape"):
         train_loso("tiny_test_net", x[:, :1], y, s, epochs=1)
-    with pytest.raises(TrainingError, match="labels"):
-        train_loso("tiny_test_net", x, y + 3, s, epochs=1)
+    with pytest.raises(TrainingError, match="labels must lie in 0..2"):
+        train_loso("tiny_test_net", x, y + 3, s, epochs=1, num_classes=3)
+    with pytest.raises(TrainingError, match="folds must lie in 1..5"):
+        train_loso("tiny_test_net", x, y, s, epochs=1, folds=6)
     with pytest.raises(TrainingError, match="not subjects"):
         train_loso("tiny_test_net", x, y, s, epochs=1, folds=["nobody"])
     with pytest.raises(ModelError):
@@ -215,7 +215,8 @@ def test_ststnet_batched_matches_loop_without_dropout():
     kw = dict(epochs=2, batch_size=8, model_options={"dropout": 0.0}, seed=0)
     seq = train_loso("ststnet", x, y, s, fold_batch=1, **kw)
     bat = train_loso("ststnet", x, y, s, fold_batch=3, **kw)
-    assert seq.settings["recipe"]["lr"] == 5e-5 and seq.settings["recipe"]["shuffle"] is False
+    assert seq.settings["recipe"]["optimizer"]["lr"] == 5e-5
+    assert seq.settings["recipe"]["shuffle"] is False
     np.testing.assert_allclose(bat.logits, seq.logits, rtol=1e-4, atol=1e-5)
 
 

@@ -63,22 +63,22 @@ def test_region_points_from_68_landmarks(aligned_face):
 
 def test_official_htnet_features_import_and_views(shared_data, tmp_path):
     from mefeat.run.import_features import import_features
-    from mefeat.views.data import load_view
+    from mefeat.train import load_view
 
     folder = shared_data / "features" / "cde28_htnet"
     summary = import_features(folder, fmt="htnet", store=tmp_path / "h.zarr")
     n, variant = summary.imported, summary.variant
     assert n == 442 and variant == "official-htnet" and not summary.failed
-    data = load_view(tmp_path / "h.zarr", variant=variant, view="ststnet")
+    data = load_view(tmp_path / "h.zarr", "ststnet", variant=variant)
     assert data.inputs[0].shape == (442, 3, 28, 28) and len(set(data.subjects)) == 68
     assert np.bincount(data.labels).tolist() == [250, 109, 83]
     # the view holds exactly what cv2.imread gives for the official file
     first = folder / f"{data.keys[0].split('/')[1]}_{data.keys[0].split('/')[2]} .png"
     assert np.array_equal(data.inputs[0][0], cv2.imread(str(first)).transpose(2, 0, 1))
     assert len(data.folds()) == 68
-    tiled = load_view(tmp_path / "h.zarr", variant=variant, view="htnet").inputs[0]
+    tiled = load_view(tmp_path / "h.zarr", "htnet", variant=variant).inputs[0]
     assert tiled.shape == (442, 3, 28, 28) and not np.array_equal(tiled, data.inputs[0])
-    uv = load_view(tmp_path / "h.zarr", variant=variant, view="offapexnet").inputs[0]
+    uv = load_view(tmp_path / "h.zarr", "offapexnet", variant=variant).inputs[0]
     assert uv.shape == (442, 2, 28, 28) and 0 <= uv.min() and uv.max() <= 1
     ds = data.torch_dataset()
     assert len(ds) == 442 and ds[0][1].item() == data.labels[0]
@@ -96,22 +96,22 @@ def test_frames_models_get_frames(tmp_path):
 def test_a_view_that_cannot_use_official_images_says_so(shared_data, tmp_path):
     from mefeat.errors import StoreError
     from mefeat.run.import_features import import_features
-    from mefeat.views.data import load_view
+    from mefeat.train import load_view
 
     import_features(shared_data / "features" / "cde28_htnet", fmt="htnet",
                     store=tmp_path / "h.zarr")
     with pytest.raises(StoreError, match="cannot use"):
-        load_view(tmp_path / "h.zarr", variant="official-htnet", view="srmcl")
+        load_view(tmp_path / "h.zarr", "srmcl", variant="official-htnet")
 
 
 def test_official_causalnet_import_crops_the_official_boxes(shared_data, tmp_path):
     from mefeat.run.import_features import import_features
-    from mefeat.views.data import load_view
+    from mefeat.train import load_view
 
     folder = shared_data / "features" / "cde28_causalnet"
     summary = import_features(folder, fmt="causalnet", store=tmp_path / "c.zarr")
     n, variant = summary.imported, summary.variant
-    data = load_view(tmp_path / "c.zarr", variant=variant, view="causalnet")
+    data = load_view(tmp_path / "c.zarr", "causalnet", variant=variant)
     x = data.inputs[0]
     assert n == 442 and x.shape == (442, 4, 3, 28, 28)
     sub, clip = data.keys[5].split("/")[1:]

@@ -19,10 +19,7 @@ from typing import Any, NamedTuple
 
 from mefeat.datasets._sample import Dropped, Sample
 from mefeat.errors import AnnotationError, DatasetLayoutError, SampleError
-from mefeat.frames import is_utf8
-
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
-_LAST_NUMBER = re.compile(r"(\d+)(?!.*\d)")
+from mefeat.frames import is_utf8, list_frames
 
 
 class ReadResult(NamedTuple):
@@ -135,58 +132,6 @@ def missing_apex(onset: int, offset: int) -> int:
 
 
 # --- frames ------------------------------------------------------------------------------
-
-
-def frame_number(name: str) -> int | None:
-    """The frame number of an image file: the last run of digits in its stem.
-
-    ``img46.jpg`` → 46, ``reg_img46.jpg`` → 46, ``006_05562.jpg`` → 5562,
-    ``image17581039.jpg`` → 17581039. ``None`` when the stem has no digit.
-    """
-    m = _LAST_NUMBER.search(Path(name).stem)
-    return int(m.group(1)) if m else None
-
-
-def list_frames(
-    folder: Path, *, key: str, pattern: re.Pattern[str] | None = None
-) -> list[tuple[int, Path]]:
-    """Image files of a clip folder as ``(frame number, path)``, sorted by frame number.
-
-    Sorting by number, not by name, because names are not zero padded the same way
-    everywhere (CASME II ``img9``/``img10``; SAMM pads to 4 or 5 digits). ``pattern``,
-    when given, must match the whole file name and its group 1 is the frame number.
-    Raises :class:`SampleError` when the folder is missing or has no frames, or when two
-    files carry the same frame number.
-    """
-    if not folder.is_dir():
-        raise SampleError(
-            key, f"frame folder {folder} does not exist; check the dataset root and the clip's "
-            "name in the annotation file")
-    found: dict[int, Path] = {}
-    with os.scandir(folder) as it:
-        for entry in it:
-            p = Path(entry.path)
-            if p.suffix.lower() not in IMAGE_SUFFIXES or not entry.is_file():
-                continue
-            if pattern is not None:
-                m = pattern.fullmatch(p.name)
-                num = int(m.group(1)) if m else None
-            else:
-                num = frame_number(p.name)
-            if num is None:
-                continue
-            if num in found:
-                raise SampleError(
-                    key, f"{found[num].name} and {p.name} in {folder} both are frame {num}; "
-                    "remove the copy"
-                )
-            found[num] = p
-    if not found:
-        what = f" named like {pattern.pattern!r}" if pattern is not None else ""
-        raise SampleError(
-            key, f"frame folder {folder} has no image files{what}; restore the clip's frames"
-        )
-    return sorted(found.items())
 
 
 def build_sample(

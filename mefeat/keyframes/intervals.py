@@ -134,3 +134,45 @@ def merge_intervals(intervals: Iterable[Interval]) -> list[Interval]:
         else:
             out.append(iv)
     return out
+
+
+class VideoSearch(NamedTuple):
+    """What :func:`search_video` found: the merged intervals, the windows it could not use
+    (``{"window": [first, last], "reason"}``) and each window's motion curve."""
+
+    intervals: list[Interval]
+    skipped: list[dict]
+    curves: list[tuple[int, np.ndarray]]
+
+
+def search_video(frames: np.ndarray, aligner, *, window: int, stride: int, threshold: float,
+                 where: str = "video", progress: bool = False) -> VideoSearch:
+    """The expression intervals of a long video (T, H, W): every window aligned on its own
+    first frame (``aligner``: a :class:`mefeat.face.FaceAligner`), its motion curve's
+    intervals (:func:`curve_intervals`), merged over windows. A window with no face is
+    skipped with the reason; a video in which no window has one raises the first error."""
+    from tqdm import tqdm
+
+    from mefeat.errors import FaceNotFoundError
+
+    n = len(frames)
+    skipped: list[dict] = []
+    found: list[Interval] = []
+    curves = []
+    first_error: FaceNotFoundError | None = None
+    for start in tqdm(window_starts(n, window, stride), desc="predict: windows", unit="window",
+                      disable=not progress):
+        stop = min(start + window, n)
+        try:
+            aligned, _ = aligner.align(frames[start:stop], 0, where=f"{where} (frame {start})")
+        except FaceNotFoundError as exc:
+            first_error = first_error or exc
+            skipped.append({"window": [start, stop - 1], "reason": exc.reason})
+            continue
+        curve = motion_curve(aligned)
+        curves.append((start, curve))
+        found += [iv.shifted(start) for iv in
+                  curve_intervals(curve, threshold=threshold, open_end=stop == n)]
+    if not curves and first_error is not None:
+        raise first_error  # no window has a face: the video's own fault
+    return VideoSearch(merge_intervals(found), skipped, curves)

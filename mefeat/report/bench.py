@@ -17,19 +17,19 @@ from typing import Any
 import numpy as np
 
 from mefeat.keyframes import bench_columns
+from mefeat.metrics import metrics_table
 from mefeat.provenance import environment
+from mefeat.recipes import Recipe
+from mefeat.recipes.selection import choose_epochs, rule_of, selected_predictions
 from mefeat.report.bench_plan import BenchModel, load_run
 from mefeat.report.train import mean_std
-from mefeat.train.metrics import metrics_table
-from mefeat.train.selection import choose_epochs, rule_of, selected_predictions
 
 
 def score_run(jobs: list[dict], policy: str, num_classes: int) -> dict[str, Any]:
-    """``metrics_table`` of one run's pooled predictions under ``policy``."""
-    from mefeat.models import get_spec
-
-    recipe = get_spec(jobs[0]["model"]).recipe.replace(epochs=jobs[0]["epochs"])
-    kept = jobs[0]["kept_epochs"]
+    """``metrics_table`` of one run's pooled predictions under ``policy``, by the rules of
+    the recipe the jobs recorded (not the registry's of today)."""
+    recipe = Recipe.from_dict(jobs[0]["recipe"], model=jobs[0]["model"])
+    kept = jobs[0].get("kept") or list(range(1, jobs[0]["epochs"] + 1))
     labels = np.concatenate([np.asarray(j["labels"], np.int64) for j in jobs])
     preds = np.concatenate([np.asarray(j["epoch_predictions"], np.int64).reshape(len(kept), -1)
                             for j in jobs], axis=1)
@@ -37,8 +37,8 @@ def score_run(jobs: list[dict], policy: str, num_classes: int) -> dict[str, Any]
     for j in jobs:
         folds.append((j["fold"], np.arange(start, start + len(j["labels"]))))
         start += len(j["labels"])
-    chosen = choose_epochs(rule_of(policy, recipe), preds, kept, labels, folds, num_classes,
-                           recipe.epochs)
+    chosen = choose_epochs(rule_of(policy, recipe.official), preds, kept, labels, folds,
+                           num_classes, recipe.epochs)
     pred, _ = selected_predictions(chosen, preds, kept, folds, len(labels))
     datasets = [d for j in jobs for d in j["datasets"]]
     rows = [{"label": int(y), "prediction": int(p), "dataset": d}

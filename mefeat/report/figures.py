@@ -85,3 +85,35 @@ def confusion_figure(confusion, classes, out: str | os.PathLike, *, title: str =
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     plt.close(fig)
+
+
+def learning_curves(history: list[dict], out: str | os.PathLike, *, title: str = "") -> None:
+    """Mean over folds (and runs) per epoch of the training loss, the held-out loss and
+    accuracy, and the learning rate, with the range over folds shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = sorted({row["epoch"] for row in history})
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    panels = ((axes[0], ("train_loss", "test_loss"), "loss"), (axes[1], ("test_acc",),
+              "held-out accuracy"), (axes[2], ("lr",), "learning rate"))
+    for ax, keys, label in panels:
+        for key in keys:
+            by_epoch = [[row[key] for row in history if row["epoch"] == e] for e in epochs]
+            values = [np.asarray(v, float) for v in by_epoch]
+            mean = [np.nanmean(v) if np.isfinite(v).any() else np.nan for v in values]
+            lo = [np.nanmin(v) if np.isfinite(v).any() else np.nan for v in values]
+            hi = [np.nanmax(v) if np.isfinite(v).any() else np.nan for v in values]
+            ax.plot(epochs, mean, label=key.replace("_", " "))
+            ax.fill_between(epochs, lo, hi, alpha=0.15)
+        ax.set_xlabel("epoch")
+        ax.set_title(label, fontsize=9)
+        ax.grid(alpha=0.3)
+        if len(keys) > 1:
+            ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)

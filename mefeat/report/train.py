@@ -1,11 +1,14 @@
-"""Reports of a training (or evaluation) run: ``metrics.json``, ``predictions.csv`` and the
-confusion matrix, and the one-screen summary ``mefeat train`` prints.
+"""Reports of a training (or evaluation) run, from the folds its run folder holds:
+``metrics.json``, ``predictions.csv``, ``history.csv``, the confusion matrix, the learning
+curves (and TensorBoard event files on request), and the one-screen summary ``mefeat train``
+prints.
 
 ``metrics.json`` holds the scores of the run's selection policy at its top level (UF1, UAR,
-accuracy overall and per dataset, mean and std over runs), the same for every policy the
-run kept under ``policies`` (``last`` always, so a chosen-epoch score always stands next to
-the honest one), each run's scores under ``runs``, and ``settings`` (the recipe that ran,
-the overrides, the fold batching path) and library versions.
+accuracy overall and per dataset, mean and std over runs), the same for every policy under
+``policies`` (``last`` always, so a chosen-epoch score always stands next to the honest one),
+each run's scores under ``runs``, how much of the data was scored (``folds_scored`` of
+``folds_total``, ``samples_scored`` of ``samples_total``, ``missing_folds``), the
+``warnings`` of the data, the ``settings`` and the ``environment``.
 """
 
 from __future__ import annotations
@@ -18,9 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from mefeat.provenance import environment
+from mefeat.files import write_atomic
+from mefeat.recipes.selection import note
+from mefeat.train import LosoResult, RunRecord
 
 METRICS = ("uf1", "uar", "acc")
+HISTORY = ("train_loss", "test_loss", "test_acc", "lr")
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -39,44 +45,148 @@ def summarise(per_run: list[dict[str, Any]]) -> dict[str, Any]:
     for ds in per_run[0]["per_dataset"]:
         entry: dict[str, Any] = {"std": {}}
         for m in METRICS:
-            entry[m], entry["std"][m] = mean_std([r["per_dataset"][ds][m] for r in per_run])
+            entry[m], entry["std"][m] = mean_std([r["per_dataset"][ds][m] for r in per_run
+                                                  if ds in r["per_dataset"]])
         out["per_dataset"][ds] = entry
     return out
 
 
-def write_reports(out: Path, classes: Sequence[str], n_samples: int, rows: list[dict[str, Any]],
-                  per_run: list[dict[str, Any]], meta: dict[str, Any],
-                  policies: dict[str, list[dict[str, Any]]] | None = None) -> dict[str, Any]:
-    """Write metrics.json, predictions.csv and the confusion matrix; return the metrics.
+def run_metrics(record: RunRecord, results: list[LosoResult], *,
+                meta: dict[str, Any] | None = None, selection: str | None = None
+                ) -> dict[str, Any]:
+    """The ``metrics.json`` of a run's results (runs without a fold left out), under the
+    run's own policy or ``selection``."""
+    headline = selection or record.selection
+    scored = [r for r in results if r.folds]
+    policies = [headline] + (["last"] if headline != "last" else [])
+    per_policy = {p: [r.metrics(p) for r in scored] for p in policies}
+    per_run = per_policy[headline]
+    first = per_run[0]
+    coverage = {k: first[k] for k in ("folds_scored", "folds_total", "samples_scored",
+                                       "samples_total", "missing_folds")}
+    official = results[0].recipe.official
+    return {
+        **summarise(per_run), **coverage,
+        "partial": bool(first["missing_folds"]) or len(scored) < record.runs,
+        "runs": per_run, "runs_scored": len(scored), "runs_total": record.runs,
+        "model": record.model, "view": record.view, "variant": record.data.get("variant"),
+        "store": record.data.get("store"), "selection": headline,
+        "selection_note": note(headline, official),
+        "policies": {p: {**summarise(runs), "note": note(p, official)}
+                     for p, runs in per_policy.items()},
+        "epochs": results[0].epochs, "classes": record.classes,
+        "model_options": record.model_options, "view_options": record.view_options,
+        "official_format": record.official_format, "warnings": record.warnings,
+        "settings": {**results[0].settings, "seeds": [record.seed + r for r in
+                                                      range(record.runs)]},
+        "wall_seconds": results[0].wall_seconds,
+        "fold_seconds": {f.subject: f.seconds for r in scored for f in r.folds},
+        "checkpoints": _checkpoint_summary(record, scored), "environment": record.environment,
+        **(meta or {}),
+    }
 
-    ``per_run``: the selection policy's scores of each run; ``policies``: every kept
-    policy's scores of each run (``{policy: per_run}``).
-    """
-    out.mkdir(parents=True, exist_ok=True)
-    result = {**summarise(per_run), "runs": per_run, **meta, "classes": list(classes),
-              "n_samples": n_samples, "environment": environment()}
-    if policies:
-        result["policies"] = {p: {**summarise(runs), "note": meta["selection_notes"][p]}
-                              for p, runs in policies.items()}
-    (out / "metrics.json").write_text(json.dumps(result, indent=2, default=str))
-    with (out / "predictions.csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, ["key", "dataset", "subject", "label", "prediction", "epoch",
-                               "fold", "run"])
-        w.writeheader()
-        w.writerows(rows)
-    from mefeat.report.figures import confusion_figure
 
-    confusion_figure(per_run[-1]["overall"]["confusion"], classes, out / "confusion.png",
-                     title=f"{meta['model']} — {meta['variant']} ({meta['selection']})")
-    return result
+def _checkpoint_summary(record: RunRecord, scored: list[LosoResult]) -> dict[str, Any]:
+    kept = [f.checkpoint for r in scored for f in r.folds if f.checkpoint]
+    return {"kept": record.checkpoints, "dtype": record.checkpoint_dtype, "files": len(kept),
+            "bytes": sum(c.get("bytes", 0) for c in kept),
+            "epochs": sorted({c["epoch"] for c in kept}),
+            "replayed": sum(bool(c.get("replayed")) for c in kept),
+            "not_reproduced": [f.subject for r in scored for f in r.folds if f.checkpoint
+                               and f.checkpoint.get("reproduces_predictions") is False]}
+
+
+def write_reports(out: Path, record: RunRecord, results: list[LosoResult], *,
+                  tensorboard: bool = False, meta: dict[str, Any] | None = None,
+                  selection: str | None = None) -> dict[str, Any]:
+    """Write metrics.json, predictions.csv, history.csv, the confusion matrix and the
+    learning curves of the folds present, under the run's policy or ``selection``; return
+    the metrics."""
+    from mefeat.report.figures import confusion_figure, learning_curves
+
+    out = Path(out)
+    if not any(r.folds for r in results):
+        from mefeat.train import TrainingError
+
+        raise TrainingError(f"{out}: no fold of the run has finished yet; nothing to score")
+    metrics = run_metrics(record, results, meta=meta, selection=selection)
+    headline = selection or record.selection
+    write_atomic(out / "metrics.json", json.dumps(metrics, indent=2, default=str))
+    rows = [{**{k: row[k] for k in ("key", "dataset", "subject", "label", "prediction",
+                                    "epoch")}, "fold": row["subject"], "run": row["run"]}
+            for r in results if r.folds
+            for row in r.predictions_for(headline).to_dict("records")]
+    _write_csv(out / "predictions.csv", rows, ("key", "dataset", "subject", "label",
+                                                "prediction", "epoch", "fold", "run"))
+    # (folds recorded by an earlier mefeat have no history)
+    history = [{"run": f.run, "subject": f.subject, "epoch": e + 1,
+                **{h: f.history[h][e] for h in HISTORY}}
+               for r in results for f in r.folds
+               for e in range(len(f.history.get("train_loss", [])))]
+    _write_csv(out / "history.csv", history, ("run", "subject", "epoch", *HISTORY))
+    confusion_figure(metrics["runs"][-1]["overall"]["confusion"], record.classes,
+                     out / "confusion.png",
+                     title=f"{record.model} — {metrics['variant']} ({metrics['selection']})")
+    if history:
+        learning_curves(history, out / "learning_curves.png",
+                        title=f"{record.model} — mean over {metrics['folds_scored']} folds")
+    if tensorboard:
+        write_tensorboard(out / "tensorboard", history)
+    return metrics
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="") as f:
+            w = csv.DictWriter(f, list(columns))
+            w.writeheader()
+            w.writerows(rows)
+
+    write_atomic(path, write)
+
+
+def write_tensorboard(folder: Path, history: list[dict[str, Any]]) -> None:
+    """One TensorBoard run per fold (``run<r>/<subject>``): the per-epoch history."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as exc:  # torch's writer needs the tensorboard package
+        from mefeat.errors import MefeatError
+
+        raise MefeatError(f"--tensorboard needs TensorBoard ({exc}): pip install tensorboard"
+                          ) from None
+    writers: dict[tuple[int, str], Any] = {}
+    for row in history:
+        key = (row["run"], row["subject"])
+        if key not in writers:
+            writers[key] = SummaryWriter(str(folder / f"run{row['run']}" /
+                                             row["subject"].replace("/", "_")))
+        for h in HISTORY:
+            writers[key].add_scalar(h, row[h], row["epoch"])
+    for w in writers.values():
+        w.close()
 
 
 def summary_lines(m: dict[str, Any]) -> list[str]:
     """The one-screen summary of a run's ``metrics.json``."""
+    several = m.get("runs_scored", len(m.get("runs", []))) > 1
+
+    def score(v: dict[str, Any], key: str) -> str:
+        text = f"{key.upper()} {v[key]:.4f}"
+        return text + (f" ± {v['std'][key]:.4f}" if several and "std" in v else "")
+
     lines = [f"{m['model']} on {m['variant']} — selection {m['selection']}: "
-             f"{m['selection_note']}",
-             f"  overall   UF1 {m['uf1']:.4f} ± {m['std']['uf1']:.4f}  "
-             f"UAR {m['uar']:.4f} ± {m['std']['uar']:.4f}  ACC {m['acc']:.4f}"]
+             f"{m['selection_note']}"]
+    if m.get("rescored_from"):
+        lines.append(f"  rescored under {m['selection']} (the run was made with selection "
+                     f"{m['rescored_from']})")
+    if m.get("partial"):
+        lines.append(f"  PARTIAL: {m['folds_scored']} of {m['folds_total']} folds, "
+                     f"{m['samples_scored']} of {m['samples_total']} samples scored"
+                     + (f", {m['runs_scored']} of {m['runs_total']} runs" if
+                        m.get("runs_total", 1) > 1 else "")
+                     + f"; missing: {', '.join(m['missing_folds'][:5])}"
+                     + (" …" if len(m["missing_folds"]) > 5 else ""))
+    lines.append(f"  overall   {score(m, 'uf1')}  {score(m, 'uar')}  ACC {m['acc']:.4f}")
     for ds, v in m["per_dataset"].items():
         lines.append(f"  {ds:<9} UF1 {v['uf1']:.4f}  UAR {v['uar']:.4f}  ACC {v['acc']:.4f}")
     for p, v in m.get("policies", {}).items():
@@ -85,8 +195,12 @@ def summary_lines(m: dict[str, Any]) -> list[str]:
     settings = m.get("settings", {})
     if settings.get("overrides"):
         lines.append(f"  overrides of the recipe: {settings['overrides']}")
-    if "wall_seconds" in (m["runs"][0] if m.get("runs") else {}):
-        wall = sum(r["wall_seconds"] for r in m["runs"])
-        lines.append(f"  {len(m['runs'])} run(s), {wall:.1f} s; "
-                     f"{settings.get('fold_batching', '')}")
+    ck = m.get("checkpoints") or {}
+    if ck.get("files"):
+        lines.append(f"  checkpoints: {ck['files']} files ({ck['dtype']}), "
+                     f"{ck['bytes'] / 2**20:.1f} MiB")
+    for w in m.get("warnings", []):
+        lines.append(f"  WARNING: {w}")
+    if m.get("wall_seconds") is not None and settings.get("fold_batching"):
+        lines.append(f"  {m['wall_seconds']:.1f} s; {settings['fold_batching']}")
     return lines

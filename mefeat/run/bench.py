@@ -16,7 +16,7 @@ import functools
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,19 +47,13 @@ class BenchResult:
 def _view(store: str, variant: str, model: str, same_as: tuple[str, ...] = ()):
     """``model``'s view of ``variant`` (with its recipe's jitter bank), kept to the samples
     done in every variant of ``same_as``."""
-    from mefeat.models import get_spec
-    from mefeat.views.data import load_view
+    from mefeat.train import load_view
 
-    spec = get_spec(model)
-    data = load_view(store, variant=variant, view=spec.view,
-                     jitter=spec.recipe and spec.recipe.keyframe_jitter)
+    data = load_view(store, model, variant=variant)
     if not same_as:
         return data
-    keep = np.isin(data.keys.astype(str), sorted(common_samples(store, same_as)[0]))
-    return replace(data, inputs=tuple(x[keep] for x in data.inputs), labels=data.labels[keep],
-                   keys=data.keys[keep], subjects=data.subjects[keep],
-                   datasets=data.datasets[keep],
-                   jitter=None if data.jitter is None else data.jitter.subset(keep))
+    return data.subset(np.isin(data.keys.astype(str),
+                               sorted(common_samples(store, same_as)[0])))
 
 
 @functools.lru_cache(maxsize=8)
@@ -91,36 +85,31 @@ def common_samples(store: str, variants: tuple[str, ...]) -> tuple[frozenset[str
 
 
 def bench_job(job: BenchJob) -> dict:
-    """Train ``job.model`` by its recipe on one LOSO fold of one variant; the fold's
-    held-out predictions after every epoch the job's selection keeps (and features)."""
+    """Train ``job.model`` by its recipe on one LOSO fold of one variant; the fold's record
+    (held-out predictions after every epoch, history, features) and the recipe that ran.
+
+    The job's seed is the recipe's seed (0 where it has none) plus the run index, so run 0
+    trains as the official script seeds it and the runs differ."""
     import time
 
-    from mefeat.train.trainer import train_loso
+    from mefeat.models import get_spec
+    from mefeat.train import train_loso
 
     t0 = time.perf_counter()
     fault("bench:job:start")
     data = _view(job.store, job.variant, job.model.name, tuple(job.same_as))
-    res = train_loso(job.model.name, data.inputs, data.labels, data.subjects,
-                     epochs=job.epochs, selection=job.selection, seed=job.run,
-                     device=job.device, folds=[job.fold], model_options=dict(job.model.options),
-                     num_classes=data.num_classes, jitter=data.jitter,
-                     return_features=job.features)
-    idx = np.asarray(res.predictions["index"])
-    out = {
-        "fold": job.fold, "variant": job.variant, "model": job.model.name,
-        "options": dict(job.model.options), "condition": job.condition, "run": job.run,
-        "seed": res.seed, "selection": job.selection, "epochs": res.epochs,
-        "kept_epochs": res.kept_epochs,
-        "keys": [str(data.keys[i]) for i in idx],
-        "datasets": [str(data.datasets[i]) for i in idx],
-        "labels": [int(data.labels[i]) for i in idx],
-        "epoch_predictions": res.epoch_predictions[:, idx].astype(int).tolist(),
-        "recipe": res.settings["recipe"], "overrides": res.settings["overrides"],
-        "fold_batching": res.settings["fold_batching"],
-        "seconds": time.perf_counter() - t0,
-    }
-    if job.features and res.features is not None:
-        out["features"] = np.asarray(res.features)[idx].astype(float).round(5).tolist()
+    recipe_seed = get_spec(job.model.name).recipe.seed or 0
+    res = train_loso(job.model.name, data, epochs=job.epochs, selection=job.selection,
+                     seed=recipe_seed + job.run, device=job.device, folds=[job.fold],
+                     model_options=dict(job.model.options), features=job.features)
+    (fold,) = res.folds
+    out = {**fold.to_dict(), "fold": job.fold, "variant": job.variant,
+           "model": job.model.name, "options": dict(job.model.options),
+           "condition": job.condition, "run": job.run, "selection": job.selection,
+           "recipe": res.settings["recipe"], "overrides": res.settings["overrides"],
+           "seconds": time.perf_counter() - t0}
+    if not job.features:
+        out.pop("features")
     return out
 
 
@@ -225,9 +214,9 @@ def run_bench(
     from tqdm import tqdm
 
     from mefeat.models import list_models
+    from mefeat.recipes.selection import check_policy
     from mefeat.report.bench import write_bench_reports
     from mefeat.store import fingerprint
-    from mefeat.train.selection import check_policy
 
     store, out = str(store), Path(out)
     check_policy(selection)

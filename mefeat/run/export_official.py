@@ -54,6 +54,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mefeat import views
 from mefeat.datasets.official import (
     APEX_IMAGES,
     CSV_NAME,
@@ -71,10 +72,9 @@ from mefeat.datasets.official import (
     write_table,
 )
 from mefeat.errors import MefeatError, StoreError
-from mefeat.flow import direction_map
 from mefeat.provenance import environment
 from mefeat.store import FeatureStore, Variant
-from mefeat.views import resize_maps, uvs_image
+from mefeat.views import uvs_image
 
 EXPORT_FORMATS = ("causalnet", "htnet", "ststnet")
 MANIFEST = "mefeat-export.json"
@@ -113,12 +113,9 @@ def u_v_os_images(flow: np.ndarray, strain: np.ndarray) -> np.ndarray:
 
 def direction_images(flow: np.ndarray) -> np.ndarray:
     """Algorithm 1's direction maps of (N, 2, H, W) flows resized to 28×28 (area
-    averaging), (N, 3, 28, 28) uint8 BGR: what the CausalNet view feeds the model."""
-    small = resize_maps(flow, SIZE, displacement=True)
-    out = np.empty((len(small), 3, SIZE, SIZE), np.uint8)
-    for i, f in enumerate(small):
-        out[i] = direction_map(f.transpose(1, 2, 0)).transpose(2, 0, 1)
-    return out
+    averaging), (N, 3, 28, 28) uint8 BGR: what the CausalNet view feeds the model
+    (``mefeat.views.direction_images``, whose values are these uint8s as floats)."""
+    return views.direction_images(flow, SIZE).astype(np.uint8)
 
 
 def official_images(var: Variant, fmt: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:

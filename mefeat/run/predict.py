@@ -1,14 +1,12 @@
 """``predict``: classify the micro-expression of a raw clip or video with a trained run.
 
-A run directory is what ``mefeat train`` writes: ``checkpoints/run.json`` (the model, its
-view and options, the classes, how the store's variant was made: key-frame policy, flow
+A run directory is what ``mefeat train`` writes: ``run.json`` (the run record: the model,
+its view and options, the classes, how the store's variant was made: key-frame policy, flow
 method, parameters and size, the face alignment) and one safetensors checkpoint per
-held-out subject. ``predict`` makes a clip's inputs the way ``extract`` and
-:func:`mefeat.views.data.load_view` made the training inputs:
+held-out subject in ``checkpoints/``. ``predict`` makes a clip's inputs the way ``extract``
+and :func:`mefeat.load_view` made the training inputs:
 
-1. frames: a folder of images, sorted by the number in their names as the dataset readers
-   sort them, read in grayscale (``mefeat.frames.read_clip``); or a video file, decoded
-   with ``cv2.VideoCapture`` and converted with ``cv2.COLOR_BGR2GRAY``;
+1. frames: a folder of images or a video file (:func:`mefeat.frames.read_frames`);
 2. the face found on the onset frame and every frame aligned with that one transform
    (:class:`mefeat.face.FaceAligner` with the run's :class:`~mefeat.face.AlignConfig`);
 3. key frames: a clip of at most ``window`` frames is one expression, its first frame the
@@ -20,7 +18,8 @@ held-out subject. ``predict`` makes a clip's inputs the way ``extract`` and
    from them as for a store of one sample;
 5. the class probabilities: the mean of the folds' softmax outputs (or one fold's).
 
-A longer video is searched for expressions (:mod:`mefeat.keyframes.intervals`): windows of
+A longer video is searched for expressions (:func:`mefeat.keyframes.intervals.search_video`):
+windows of
 ``window`` frames (default 64), ``window // 2`` apart, each aligned on its own first
 frame; in each, the flowpeak motion score against the window's first frame (mean
 drift-removed Farneback magnitude inside the face, in pixels of the 112-px face) marks an
@@ -40,32 +39,25 @@ predict: those are the published 28x28 images, not maps mefeat computes from fra
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
-from mefeat.datasets._base import IMAGE_SUFFIXES, list_frames
-from mefeat.errors import FaceNotFoundError, MefeatError, ModelError, SampleError
+from mefeat.errors import MefeatError, SampleError
 from mefeat.face import AlignConfig, FaceAligner
 from mefeat.flow.features import clip_features
-from mefeat.frames import read_clip
+from mefeat.frames import read_frames
 from mefeat.keyframes import SPOT_METHODS, spot_apex
-from mefeat.keyframes.intervals import (
-    Interval,
-    curve_intervals,
-    merge_intervals,
-    motion_curve,
-    window_starts,
-)
+from mefeat.keyframes.intervals import search_video
 from mefeat.report.predict import draw_prediction
 from mefeat.store import cast_maps
-from mefeat.views import build_inputs, get_view
+from mefeat.train import RunFolder, RunRecord
+from mefeat.train.checkpoints import load_fold_model, read_checkpoint_metadata
+from mefeat.views import build_inputs
 
 DEFAULT_WINDOW = 64
 DEFAULT_THRESHOLD = 0.1
@@ -81,37 +73,40 @@ class PredictError(MefeatError):
 
 @dataclass
 class Run:
-    """A trained run read back from its directory, ready to classify view inputs."""
+    """A trained run read back from its folder, ready to classify view inputs."""
 
     path: Path
-    info: dict[str, Any]
-    classes: tuple[str, ...]
+    record: RunRecord
     folds: list[tuple[str, Any]]  # (held-out subject, model in eval mode)
     device: str = "cpu"
 
     @property
     def model(self) -> str:
-        return self.info["model"]
+        return self.record.model
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(self.record.classes)
 
     @property
     def align(self) -> AlignConfig:
-        return AlignConfig(**self.info["align"])
+        return AlignConfig(**self.record.store_settings["align"])
 
     @property
     def flow(self) -> dict[str, Any]:
-        return self.info["variant_settings"]["flow"]
+        return self.record.store_settings["variant_settings"]["flow"]
 
     @property
     def spot_method(self) -> str:
-        kf = self.info["variant_settings"].get("keyframes", {})
+        kf = self.record.store_settings["variant_settings"].get("keyframes", {})
         if kf.get("policy") == "spot" and kf.get("method") in SPOT_METHODS:
             return kf["method"]
         return DEFAULT_SPOT
 
     @property
     def spot_note(self) -> str:
-        kf = self.info["variant_settings"].get("keyframes", {})
-        variant = self.info.get("variant", "?")
+        kf = self.record.store_settings["variant_settings"].get("keyframes", {})
+        variant = self.record.data.get("variant", "?")
         if kf.get("policy") == "spot" and kf.get("method") == self.spot_method:
             return f"apex spotted by {self.spot_method}, as in the run's variant {variant!r}"
         return (f"apex spotted by {self.spot_method}: the run's variant {variant!r} took its "
@@ -132,81 +127,59 @@ class Run:
         return total / len(self.folds)
 
 
-_NEEDED = ("model", "view", "classes", "variant_settings", "variant_size", "align")
-
-
 def load_run(run_dir: str | os.PathLike, *, fold: str | None = None, device: str = "cpu",
              labels: str | None = None) -> Run:
-    """Read ``run_dir/checkpoints/run.json`` and its fold checkpoints (or ``fold``'s only).
+    """Read ``run_dir``'s run record and its fold checkpoints (or ``fold``'s only).
 
     ``labels``: a label scheme the run must have been trained on (its classes are compared).
-    Raises :class:`PredictError` for a directory that is not a usable run.
+    Raises :class:`PredictError` for a folder that is not a usable run.
     """
     run_dir = Path(run_dir)
-    ckpt = run_dir / "checkpoints"
-    meta_path = ckpt / "run.json"
-    if not meta_path.is_file():
-        raise PredictError(
-            f"{run_dir}: no checkpoints/run.json; RUN_DIR must be the --out folder of "
-            "`mefeat train` (which writes checkpoints/run.json and one checkpoint per fold)"
-        )
     try:
-        info = json.loads(meta_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise PredictError(f"{meta_path}: not valid JSON ({exc}); restore it or train "
-                           "again") from None
-    if not isinstance(info, dict):
-        raise PredictError(f"{meta_path}: expected a JSON object; restore it or train again")
-    if info.get("official_format"):
+        record = RunFolder(run_dir).record()
+    except MefeatError as exc:
+        raise PredictError(f"{exc} (RUN_DIR must be the --out folder of `mefeat train`)"
+                           ) from None
+    if record.official_format:
         raise PredictError(
             f"{run_dir}: the run was trained on imported official features "
-            f"({info['official_format']}, variant {info.get('variant')!r}): those are the "
-            "published 28x28 images, which mefeat cannot compute from raw frames, so this "
+            f"({record.official_format}, variant {record.data.get('variant')!r}): those are "
+            "the published 28x28 images, which mefeat cannot compute from raw frames, so this "
             "run cannot predict on a clip; train on a variant made by `mefeat extract` "
             "(e.g. --variant gt of an extracted store) to predict"
         )
-    missing = [k for k in _NEEDED if info.get(k) is None]
+    missing = [k for k in ("variant_settings", "variant_size", "align")
+               if record.store_settings.get(k) is None]
     if missing:
-        raise PredictError(
-            f"{meta_path}: lacks {missing} (how the run's features were made); it was written "
-            "by an older mefeat: train the run again to predict with it"
-        )
-    classes = tuple(str(c) for c in info["classes"])
-    if not classes:
-        raise PredictError(f"{meta_path}: the run has no class names (its store had no label "
+        raise PredictError(f"{run_dir}/run.json lacks {missing} (how the run's features were "
+                           "made): it was not trained on a store variant; train on one")
+    if not record.classes:
+        raise PredictError(f"{run_dir}: the run has no class names (its store had no label "
                            "scheme); extract with --labels SCHEME and train again")
-    if int(info.get("num_classes", len(classes))) != len(classes):
-        raise PredictError(f"{meta_path}: num_classes {info['num_classes']} but "
-                           f"{len(classes)} classes {list(classes)}; restore it or train again")
     if labels is not None:
         from mefeat.datasets import get_scheme
 
-        want = tuple(get_scheme(labels).classes)
-        if want != classes:
+        want = list(get_scheme(labels).classes)
+        if want != list(record.classes):
             raise PredictError(
-                f"{run_dir}: the run was trained on classes {list(classes)}, not on label "
-                f"scheme {labels}'s {list(want)}; use a run trained with --labels {labels}"
+                f"{run_dir}: the run was trained on classes {list(record.classes)}, not on "
+                f"label scheme {labels}'s {want}; use a run trained with --labels {labels}"
             )
-    files = _fold_files(ckpt)
+    files = _fold_files(run_dir / "checkpoints")
     if fold is not None:
-        files = _pick_fold(files, fold, ckpt)
-    folds = [(subject, _load_fold(path, info, classes, meta_path, device))
+        files = _pick_fold(files, fold, run_dir / "checkpoints")
+    folds = [(subject, load_fold_model(path, record.model, num_classes=record.num_classes,
+                                       options=record.model_options, device=device))
              for subject, path in files]
-    return Run(path=run_dir, info=info, classes=classes, folds=folds, device=device)
+    return Run(path=run_dir, record=record, folds=folds, device=device)
 
 
 def _fold_files(ckpt: Path) -> list[tuple[str, Path]]:
-    from mefeat.train.checkpoints import read_checkpoint_metadata
-
     files = sorted(ckpt.glob("*.safetensors"))
     if not files:
-        raise PredictError(f"{ckpt}: no fold checkpoints (*.safetensors); train again with "
-                           "checkpoints (`mefeat train` saves the last run's folds)")
-    out = []
-    for path in files:
-        subject = read_checkpoint_metadata(path).get("subject", path.stem)
-        out.append((str(subject), path))
-    return out
+        raise PredictError(f"{ckpt}: no fold checkpoints (*.safetensors); train with "
+                           "--checkpoints selected (the default)")
+    return [(str(read_checkpoint_metadata(p).get("subject", p.stem)), p) for p in files]
 
 
 def _pick_fold(files: list[tuple[str, Path]], fold: str, ckpt: Path) -> list[tuple[str, Path]]:
@@ -219,84 +192,6 @@ def _pick_fold(files: list[tuple[str, Path]], fold: str, ckpt: Path) -> list[tup
                            "name the dataset too (dataset/subject)")
     raise PredictError(f"{ckpt}: no fold {fold!r}; the run's folds: "
                        f"{[s for s, _ in files]}")
-
-
-def _load_fold(path: Path, info: dict, classes: tuple[str, ...], meta_path: Path, device: str):
-    from mefeat.models import create_model
-    from mefeat.train.checkpoints import load_official_state_dict
-
-    n = len(classes)
-    net = create_model(info["model"], num_classes=n, **(info.get("model_options") or {}))
-    state = load_official_state_dict(path)
-    own = net.state_dict()
-    for name, value in state.items():
-        want = own.get(name)
-        if want is None or tuple(want.shape) == tuple(value.shape):
-            continue
-        if want.ndim >= 1 and want.shape[0] == n and value.shape[0] != n:
-            raise PredictError(
-                f"{path}: its head has {value.shape[0]} outputs ({name} "
-                f"{tuple(value.shape)}) but {meta_path} names {n} classes {list(classes)}; "
-                "the checkpoints and run.json come from runs of different label schemes: "
-                "restore the run.json written with these checkpoints, or train again"
-            )
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as exc:
-        raise ModelError(f"{path}: does not fit model {info['model']!r} with options "
-                         f"{info.get('model_options') or {}}: {exc}") from None
-    return net.to(device).eval()
-
-
-# -- the clip ----------------------------------------------------------------------------
-
-
-@dataclass
-class Clip:
-    """The raw frames of a clip or video: (T, H, W) uint8 grayscale."""
-
-    path: Path
-    frames: np.ndarray
-    kind: str  # "frames" (a folder) or "video"
-    fps: float | None = None
-
-
-def read_frames(path: str | os.PathLike) -> Clip:
-    """A folder of frames (sorted by the number in their names) or a video file."""
-    path = Path(path)
-    if path.is_dir():
-        paths = [p for _, p in list_frames(path, key=str(path))]
-        return Clip(path, read_clip(paths, key=str(path)), "frames")
-    if not path.is_file():
-        raise PredictError(f"{path}: no such file or folder; give a folder of frames or a "
-                           "video file")
-    if path.suffix.lower() in IMAGE_SUFFIXES:
-        raise PredictError(f"{path}: one image is not a clip; give the folder of the clip's "
-                           "frames or a video file")
-    cap = cv2.VideoCapture(str(path))
-    try:
-        if not cap.isOpened():
-            raise PredictError(
-                f"{path}: cannot be opened as a video (not a video, corrupt, or a codec "
-                "OpenCV's FFmpeg does not read); convert it to mp4/avi or give a folder of "
-                "frames"
-            )
-        fps = float(cap.get(cv2.CAP_PROP_FPS)) or None
-        frames = []
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            if frame.ndim == 3:
-                code = cv2.COLOR_BGRA2GRAY if frame.shape[2] == 4 else cv2.COLOR_BGR2GRAY
-                frame = cv2.cvtColor(frame, code)
-            frames.append(frame)
-    finally:
-        cap.release()
-    if not frames:
-        raise PredictError(f"{path}: no frame could be decoded from the video (empty or "
-                           "corrupt); re-encode it or give a folder of frames")
-    return Clip(path, np.stack(frames), "video", fps)
 
 
 # -- inputs and prediction ---------------------------------------------------------------
@@ -333,14 +228,16 @@ def view_inputs(run: Run, aligned: np.ndarray, landmarks: np.ndarray, onset: int
     maps = clip_features(aligned, onset, apex, offset, flow["method"], flow.get("params") or {},
                          size=flow.get("size"))
     maps = cast_maps(maps)
-    view = get_view(run.info["view"])
-    opts = view.resolve_options(run.info.get("view_options"))
+    from mefeat.models import get_spec
+
+    view = get_spec(run.model).view
+    opts = view.resolve_options(run.record.view_options)
     arrays: dict[str, Any] = {k: maps[k][None] for k in view.arrays if k in maps}
     arrays["keyframes"] = np.array([[onset, apex, offset]], np.int32)
     if view.frames:
         arrays["clips"] = lambda i: aligned
     lm = landmarks[None] if view.landmarks else np.zeros((1, 68, 2), np.float32)
-    inputs = build_inputs(view, arrays, lm, size=int(run.info["variant_size"]),
+    inputs = build_inputs(view, arrays, lm, size=int(run.record.store_settings["variant_size"]),
                           frame_size=run.align.size, options=opts)
     return tuple(np.ascontiguousarray(x, dtype=np.float32) for x in inputs), maps
 
@@ -410,9 +307,18 @@ def predict(
         keyed = [_keyed(run, src.frames, aligner, 0, f"{src.path} (first frame)", figure)]
     else:
         result.update(mode="video", window=window, stride=stride, threshold=threshold)
-        keyed, skipped, curves = _search(run, src, aligner, window, stride, threshold,
-                                         figure, progress)
-        result["skipped"] = skipped
+        found = search_video(src.frames, aligner, window=window, stride=stride,
+                             threshold=threshold, where=str(src.path), progress=progress)
+        keyed, result["skipped"], curves = [], found.skipped, found.curves
+        for iv in found.intervals:  # each aligned on its onset; its offset frame included
+            try:
+                k = _keyed(run, src.frames[iv.onset:iv.offset + 1], aligner, iv.onset,
+                           f"{src.path} (frame {iv.onset})", figure)
+            except SampleError as exc:
+                k = _Keyed(iv.onset, iv.peak, iv.offset, error=exc.reason)
+                found.skipped.append({"interval": [iv.onset, iv.offset], "reason": exc.reason})
+            k.score = iv.score
+            keyed.append(k)
     ok = [k.inputs for k in keyed if k.inputs is not None]
     probs = iter(run.probabilities(tuple(np.concatenate(parts) for parts in zip(*ok,
                                                                                 strict=True)))
@@ -435,44 +341,3 @@ def predict(
     if figure:
         draw_prediction(result, keyed, curves, out)
     return result
-
-
-def _search(run: Run, src: Clip, aligner: FaceAligner, window: int, stride: int,
-            threshold: float, figure: bool, progress: bool):
-    """Video mode: the intervals of every window, merged, each keyed as a clip."""
-    from tqdm import tqdm
-
-    frames, n = src.frames, len(src.frames)
-    skipped: list[dict[str, Any]] = []
-    found: list[Interval] = []
-    curves = []
-    first_error: FaceNotFoundError | None = None
-    for start in tqdm(window_starts(n, window, stride), desc="predict: windows", unit="window",
-                      disable=not progress):
-        stop = min(start + window, n)
-        try:
-            aligned, _ = aligner.align(frames[start:stop], 0,
-                                       where=f"{src.path} (frame {start})")
-        except FaceNotFoundError as exc:
-            first_error = first_error or exc
-            skipped.append({"window": [start, stop - 1], "reason": exc.reason})
-            continue
-        curve = motion_curve(aligned)
-        curves.append((start, curve))
-        found += [iv.shifted(start) for iv in
-                  curve_intervals(curve, threshold=threshold, open_end=stop == n)]
-    if not curves and first_error is not None:
-        raise first_error  # no window has a face: the video's own fault
-    keyed = []
-    for iv in merge_intervals(found):
-        where = f"{src.path} (frame {iv.onset})"
-        try:
-            k = _keyed(run, frames[iv.onset:iv.offset + 1], aligner, iv.onset, where, figure)
-        except SampleError as exc:
-            k = _Keyed(iv.onset, iv.peak, iv.offset, error=exc.reason)
-            skipped.append({"interval": [iv.onset, iv.offset], "reason": exc.reason})
-        k.score = iv.score
-        keyed.append(k)
-    return keyed, skipped, curves
-
-

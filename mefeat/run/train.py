@@ -1,17 +1,14 @@
 """``train`` and ``evaluate``: a registered model under LOSO on a store variant.
 
-``train`` reads the model's view of the variant, trains it by its recipe (with the given
-overrides) ``runs`` times, and hands the predictions to ``mefeat.report.train``:
-``metrics.json``, ``predictions.csv`` (key, dataset, subject, label, prediction, epoch,
-fold, run), the confusion matrix; and, for the last run, one safetensors checkpoint per
-held-out subject in ``checkpoints/`` with ``checkpoints/run.json`` (model, view and view
-options, model options, classes, the recipe, and how the store's variant was made: its
-settings and size, the alignment), which ``evaluate`` and ``predict`` read back.
+``train`` builds one :class:`~mefeat.train.TrainPlan` from its settings, trains it into the
+run folder ``out`` (each fold's result and checkpoint written as the fold ends; the same
+command again resumes, another run's folder is refused) and writes the reports of whatever
+folds are there (:mod:`mefeat.report.train`). ``evaluate`` scores per-subject checkpoints:
+a run folder's (``--run``), or a folder of official weights named after the subjects.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -19,183 +16,194 @@ from typing import Any
 import numpy as np
 
 from mefeat.errors import ModelError
+from mefeat.provenance import environment
 from mefeat.report.train import write_reports
 from mefeat.store import FeatureStore
-from mefeat.views.data import ViewData, load_view
+from mefeat.train import LosoResult, RunFolder, StoreView, TrainPlan, make_record, run_plan
+from mefeat.train.checkpoints import load_fold_model
+from mefeat.views.data import ViewData
 
 
-def _prediction_rows(data: ViewData, table, run: int) -> list[dict[str, Any]]:
-    return [
-        {"key": data.keys[i], "dataset": data.datasets[i], "subject": data.subjects[i],
-         "label": int(data.labels[i]), "prediction": int(p), "epoch": int(e),
-         "fold": data.subjects[i], "run": run}
-        for i, p, e in zip(table["index"], table["prediction"], table["epoch"], strict=True)
-    ]
+def run_training(model: str, store: str | os.PathLike, *, out: str | os.PathLike,
+                 variant: str | None = None, view_options: dict | None = None,
+                 overwrite: bool = False, tensorboard: bool = False, progress: bool = False,
+                 **settings: Any) -> dict[str, Any]:
+    """Train ``model`` on a store variant into the run folder ``out``; its metrics.
 
-
-def run_training(
-    model: str, store: str | os.PathLike, *, out: str | os.PathLike,
-    variant: str | None = None, epochs: int | None = None, lr: float | None = None,
-    batch_size: int | str | None = None, precision: str | None = None, runs: int = 1,
-    seed: int | None = None, selection: str = "last", device: str = "cpu",
-    folds: int | None = None, model_options: dict | None = None,
-    view_options: dict | None = None, checkpoints: bool = True, workers: int = 1,
-    progress: bool = False,
-) -> dict[str, Any]:
-    """Train ``model`` under LOSO ``runs`` times (seeds ``seed``, ``seed+1``...; ``None``:
-    the recipe's seed, else 0) and write the reports into ``out``.
-
-    ``selection`` is the policy of the headline scores; ``last`` is always reported beside
-    it. ``workers``: CPU fold processes (see ``train_loso``). ``progress``: a progress bar
-    on the terminal (epochs of all folds and runs, with an ETA).
+    ``settings`` are :meth:`TrainPlan.create`'s (``epochs``, ``lr``, ``batch_size``,
+    ``precision``, ``runs``, ``seed``, ``selection``, ``device``, ``folds``, ``workers``,
+    ``executor``, ``address``, ``gpus_per_job``, ``checkpoints``, ``checkpoint_dtype``,
+    ``model_options``...). ``progress``: a bar of folds with the current fold's epoch.
     """
-    from mefeat.models import get_spec
-    from mefeat.train import selection as sel
-    from mefeat.train.trainer import train_loso
+    source = StoreView(str(store), model, variant, tuple(sorted((view_options or {}).items())))
+    data = source.load()
+    plan = TrainPlan.create(model, data, **settings)
+    record = make_record(plan, data, store_settings=_made_with(store, data.variant),
+                         environment=environment())
+    bar = FoldBar(model) if progress else None
+    try:
+        results = run_plan(plan, source, out=out, overwrite=overwrite, record=record,
+                           progress=bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    return write_reports(Path(out), RunFolder(out).record(), results, tensorboard=tensorboard)
 
-    spec = get_spec(model)
+
+def _made_with(store, variant: str) -> dict[str, Any]:
     fs = FeatureStore.open(store)
-    variant = fs.pick_variant(variant)
-    made_with = {"variant_settings": fs.variant(variant).attrs.get("settings", {}),
-                 "variant_size": fs.variant(variant).attrs.get("size"),
-                 "align": fs.config.get("align"), "dataset": fs.config.get("dataset")}
-    jitter = spec.recipe and spec.recipe.keyframe_jitter
-    data = load_view(store, variant=variant, view=spec.view, options=view_options,
-                     jitter=jitter)
-    num_classes = data.num_classes
-    policies = [selection] + (["last"] if selection != "last" else [])
-    rows, per_run = [], []
-    per_policy: dict[str, list] = {p: [] for p in policies}
-    bar = _ProgressBar(runs, model) if progress else None
-    results = []
-    for r in range(runs):
-        res = train_loso(model, data.inputs, data.labels, data.subjects, epochs=epochs, lr=lr,
-                         batch_size=batch_size, precision=precision, selection=selection,
-                         seed=None if seed is None else seed + r, device=device, folds=folds,
-                         model_options=model_options, num_classes=num_classes,
-                         jitter=data.jitter, return_states=checkpoints and r == runs - 1,
-                         workers=workers, progress=bar.hook(r) if bar else None)
-        if seed is None:  # the recipe's seed: runs after the first count up from it
-            seed = res.seed
-        results.append(res)
-        rows += _prediction_rows(data, res.predictions, r)
-        for p in policies:
-            m = res.metrics(p)
-            m.update(seed=res.seed, wall_seconds=res.wall_seconds, fold_seconds=res.fold_seconds)
-            if p != "last":
-                m["chosen_epoch"] = res.chosen[p]
-            per_policy[p].append(m)
-        per_run.append(per_policy[selection][-1])
-    if bar:
-        bar.close()
-    first = results[0]
-    meta = {"model": model, "view": spec.view, "variant": variant, "store": str(store),
-            "selection": selection,
-            "selection_note": sel.note(selection, first.recipe),
-            "selection_notes": {p: sel.note(p, first.recipe) for p in policies},
-            "epochs": first.epochs, "settings": first.settings,
-            "model_options": model_options or {}, "view_options": data.options,
-            "official_format": data.official_format, "store_settings": made_with}
-    out = Path(out)
-    metrics = write_reports(out, data.classes, len(data), rows, per_run, meta, per_policy)
-    _save_fold_weights(out, results[-1], model, {**meta, "classes": list(data.classes)})
-    return metrics
+    var = fs.variant(variant)
+    return {"variant_settings": var.attrs.get("settings", {}),
+            "variant_size": var.attrs.get("size"), "align": fs.config.get("align"),
+            "dataset": fs.config.get("dataset")}
 
 
-class _ProgressBar:
-    """A tqdm bar over every epoch of every fold of every run."""
+class FoldBar:
+    """A tqdm bar of the run's folds (all runs): folds done of the total, the current
+    fold's epoch, an ETA; a resumed run starts at the folds already done."""
 
-    def __init__(self, runs: int, model: str) -> None:
-        from tqdm import tqdm
+    def __init__(self, model: str) -> None:
+        self.model, self.bar, self.done = model, None, 0
 
-        self.runs = runs
-        self.bar = tqdm(desc=f"train {model}", unit="epoch")
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind = event["event"]
+        if kind == "start":  # the bar appears once the run folder took the run
+            from tqdm import tqdm
 
-    def hook(self, run: int):
-        def update(done: int, total: int) -> None:
-            if self.bar.total is None:
-                self.bar.total = total * self.runs
-            self.bar.n = run * total + done
-            self.bar.set_postfix_str(f"run {run + 1}/{self.runs}", refresh=False)
+            self.done = event["done"]
+            self.bar = tqdm(desc=f"train {self.model}", unit="fold", total=event["total"],
+                            initial=self.done, bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} "
+                            "folds [{elapsed}<{remaining}{postfix}]")
+        elif kind == "epoch":
+            self.bar.n = self.done + event["epoch"] / event["epochs"] * len(event["subjects"])
+            self.bar.set_postfix_str(f"run {event['run']}, {'+'.join(event['subjects'])}: "
+                                     f"epoch {event['epoch']}/{event['epochs']}", refresh=False)
             self.bar.refresh()
-        return update
+        elif kind == "fold_done":
+            self.done += 1
+            self.bar.n = self.done
+            self.bar.refresh()
 
     def close(self) -> None:
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
 
 
-def _save_fold_weights(out: Path, result, model: str, meta: dict[str, Any]) -> None:
-    states = result.states
-    if not states:
-        return
-    from mefeat.models import create_model
-    from mefeat.train.checkpoints import save_checkpoint
+def run_score(run: str | os.PathLike, *, selection: str | None = None,
+              out: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Score a run folder's folds present by the rule the run recorded, or explicitly by
+    another policy (``selection``, said so in the report), into ``out`` (default: the run
+    folder itself)."""
+    from mefeat.recipes.selection import check_policy
+    from mefeat.train import folder_results
 
-    ckpt = out / "checkpoints"
-    ckpt.mkdir(exist_ok=True)
-    for subject, state in states.items():
-        net = create_model(model, num_classes=result.num_classes, **meta["model_options"])
-        net.load_state_dict(state)
-        save_checkpoint(net, ckpt / f"{subject.replace('/', '_')}.safetensors",
-                        {"model": model, "subject": subject, "selection": meta["selection"],
-                         "epoch": str(result.epochs)})
-    (ckpt / "run.json").write_text(json.dumps(
-        {"model": model, "view": meta["view"], "variant": meta["variant"],
-         "model_options": meta["model_options"], "view_options": meta["view_options"],
-         "classes": meta["classes"], "num_classes": result.num_classes,
-         "recipe": meta["settings"]["recipe"], "official_format": meta["official_format"],
-         **meta["store_settings"]}, indent=1))
+    folder = RunFolder(run)
+    record = folder.record()
+    if selection is not None:
+        check_policy(selection)
+    results = folder_results(folder, selection=selection)
+    meta = {}
+    if selection is not None and selection != record.selection:
+        meta["rescored_from"] = record.selection
+    return write_reports(Path(out or run), record, results, meta=meta, selection=selection)
 
 
-def _find_checkpoint(folder: Path, subject: str) -> Path:
+# -- evaluate -----------------------------------------------------------------------------
+
+
+def _find_checkpoint(folder: Path, subject: str) -> Path | None:
     dataset, _, sub = subject.partition("/")
     for stem in (sub, f"{dataset}_{sub}", subject.replace("/", "_")):
         for ext in (".safetensors", ".pth", ".pt"):
             if (folder / f"{stem}{ext}").is_file():
                 return folder / f"{stem}{ext}"
-    raise ModelError(
-        f"{folder}: no checkpoint for held-out subject {subject!r} (looked for {sub}.pth, "
-        f"{sub}.safetensors, {dataset}_{sub}.*); name each file after its subject"
-    )
+    return None
 
 
-def run_evaluation(
-    model: str, store: str | os.PathLike, *, checkpoints: str | os.PathLike,
-    out: str | os.PathLike, variant: str | None = None, device: str = "cpu",
-    model_options: dict | None = None, view_options: dict | None = None,
-) -> dict[str, Any]:
-    """Evaluate per-subject checkpoints under LOSO: each held-out subject by its own file."""
+def run_evaluation(store: str | os.PathLike, *, out: str | os.PathLike,
+                   run: str | os.PathLike | None = None, model: str | None = None,
+                   checkpoints: str | os.PathLike | None = None, variant: str | None = None,
+                   device: str = "cpu", model_options: dict | None = None,
+                   view_options: dict | None = None) -> dict[str, Any]:
+    """Score per-subject checkpoints under LOSO, each held-out subject by its own file.
+
+    ``run``: a run folder of ``mefeat train`` (its model, options, view and checkpoints);
+    else ``model`` and ``checkpoints`` (a folder with one file per subject, ``sub01.pth``,
+    ``casme2_sub01.safetensors``...). The folds whose checkpoint is missing are named and
+    left out.
+    """
+    if run is not None:
+        record = RunFolder(run).record()
+        if record.checkpoints == "none":
+            raise ModelError(f"{run}: the run kept no checkpoints (--checkpoints none)")
+        model, folder = record.model, Path(run) / "checkpoints"
+        model_options, view_options = record.model_options, record.view_options
+        variant = variant or record.data.get("variant")
+    elif model is None or checkpoints is None:
+        raise ModelError("evaluate needs --run RUN, or --model and --checkpoints")
+    else:
+        folder = Path(checkpoints)
+    data = StoreView(str(store), model, variant,
+                     tuple(sorted((view_options or {}).items()))).load()
+    found = {s: _find_checkpoint(folder, s) for s in sorted(set(data.subjects))}
+    missing = sorted(s for s, p in found.items() if p is None)
+    if len(missing) == len(found):
+        raise ModelError(f"{folder}: no checkpoint for any held-out subject (looked for "
+                         "sub01.pth, sub01.safetensors, casme2_sub01.*); name each file after "
+                         "its subject")
+    folds = [_evaluate_fold(data, s, p, model, model_options, device)
+             for s, p in found.items() if p is not None]
+    plan_record = _evaluation_record(data, model, model_options, folder)
+    result = LosoResult(model=model, selection="last", recipe=_recipe(model),
+                        num_classes=data.num_classes, folds=folds,
+                        subjects=sorted(set(map(str, data.subjects))),
+                        n_samples=len(data.labels),
+                        settings={"checkpoints": str(folder), "device": device})
+    meta = {"selection": "checkpoints", "selection_note": f"given checkpoints from {folder}"}
+    return write_reports(Path(out), plan_record, [result], meta=meta)
+
+
+def _evaluate_fold(data: ViewData, subject: str, path: Path, model: str, options, device):
     import torch
 
-    from mefeat.models import create_model, get_spec
-    from mefeat.train.checkpoints import load_official_state_dict
-    from mefeat.train.metrics import metrics_table
+    from mefeat.train import FoldResult
 
-    spec = get_spec(model)
-    variant = FeatureStore.open(store).pick_variant(variant)
-    data = load_view(store, variant=variant, view=spec.view, options=view_options)
-    num_classes = data.num_classes
-    folder = Path(checkpoints)
-    index, preds = [], []
-    for subject in sorted(set(data.subjects)):
-        path = _find_checkpoint(folder, subject)
-        net = create_model(model, num_classes=num_classes, **(model_options or {}))
-        state = load_official_state_dict(path)
-        try:
-            net.load_state_dict(state)
-        except RuntimeError as exc:
-            raise ModelError(f"{path}: does not fit model {model!r}: {exc}") from None
-        net.to(device).eval()
-        idx = np.flatnonzero(data.subjects == subject)
-        with torch.no_grad():
-            xs = tuple(torch.from_numpy(x[idx]).to(device) for x in data.inputs)
-            logits = net(xs[0] if len(xs) == 1 else xs)
-        index += idx.tolist()
-        preds += logits.argmax(1).cpu().tolist()
-    rows = _prediction_rows(data, {"index": index, "prediction": preds,
-                                   "epoch": [-1] * len(index)}, 0)
-    table = metrics_table(rows, num_classes)
-    meta = {"model": model, "variant": variant, "store": str(store),
-            "selection": "checkpoints", "selection_note": f"given checkpoints from {folder}",
-            "official_format": data.official_format, "view_options": data.options}
-    return write_reports(Path(out), data.classes, len(data), rows, [table], meta)
+    net = load_fold_model(path, model, num_classes=data.num_classes, options=options,
+                          device=device, what="this evaluation")
+    idx = np.flatnonzero(data.subjects == subject)
+    with torch.no_grad():
+        xs = tuple(torch.from_numpy(x[idx]).to(device) for x in data.inputs)
+        logits = net(xs[0] if len(xs) == 1 else xs).float().cpu().numpy()
+    return FoldResult(subject=subject, run=0, seed=0, keys=[str(data.keys[i]) for i in idx],
+                      labels=[int(data.labels[i]) for i in idx],
+                      datasets=[str(data.datasets[i]) for i in idx], epochs=1,
+                      epoch_predictions=[logits.argmax(1).tolist()], logits=logits.tolist(),
+                      history={"train_loss": [np.nan], "test_loss": [np.nan],
+                               "test_acc": [float((logits.argmax(1) == data.labels[idx])
+                                                  .mean())], "lr": [np.nan]},
+                      indices=idx.tolist())
+
+
+def _recipe(model: str):
+    from mefeat.models import get_spec
+
+    recipe = get_spec(model).recipe
+    if recipe is None:  # scoring needs only the selection rules; 'last' is used
+        from mefeat.recipes import Optimizer, Recipe, Selection
+
+        recipe = Recipe(Optimizer("adam", 1e-3), 1, None,
+                        Selection("last", source="evaluation of given checkpoints"))
+    return recipe.replace(epochs=1)
+
+
+def _evaluation_record(data: ViewData, model: str, options, folder: Path):
+    from mefeat.models import get_spec
+    from mefeat.train import RunRecord
+
+    return RunRecord(model=model, view=get_spec(model).view.name,
+                     recipe=_recipe(model).to_dict(), selection="last", seed=0,
+                     subjects=sorted(set(map(str, data.subjects))), n_samples=len(data.labels),
+                     num_classes=data.num_classes, classes=list(data.classes),
+                     model_options=dict(options or {}), view_options=dict(data.options),
+                     data=dict(data.source), official_format=data.official_format,
+                     warnings=list(data.warnings), environment=environment())

@@ -9,8 +9,15 @@ arrays, a clip's frames), ``export`` (HDF5).
 """
 
 from .feature_store import FeatureStore
-from .layout import MAPS, SCHEMA_VERSION, annotations_fingerprint, cast_maps, fingerprint
+from .layout import (
+    MAPS,
+    SCHEMA_VERSION,
+    annotations_fingerprint,
+    cast_maps,
+    config_diff,
+    fingerprint,
+)
 from .variant import ClipReader, Variant
 
 __all__ = ["MAPS", "SCHEMA_VERSION", "ClipReader", "FeatureStore", "Variant",
-           "annotations_fingerprint", "cast_maps", "fingerprint"]
+           "annotations_fingerprint", "cast_maps", "config_diff", "fingerprint"]

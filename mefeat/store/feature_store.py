@@ -44,7 +44,6 @@ class FeatureStore:
         self.group = group
         self.path = path
         self._lock = lock
-        self._table_cache: dict[str, np.ndarray] | None = None
         self._writable: dict[str, zarr.Array] = {}
 
     # -- opening ---------------------------------------------------------------------

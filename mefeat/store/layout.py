@@ -82,14 +82,16 @@ def fingerprint(config: Any) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def config_diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+def config_diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "", *,
+                held: str = "store has", asked: str = "this run asks for") -> list[str]:
+    """The settings that differ, as ``"key.sub: <held> A, <asked> B"``."""
     diffs = []
     for k in sorted(set(old) | set(new)):
         a, b = old.get(k), new.get(k)
         if isinstance(a, dict) and isinstance(b, dict):
-            diffs += config_diff(a, b, f"{prefix}{k}.")
+            diffs += config_diff(a, b, f"{prefix}{k}.", held=held, asked=asked)
         elif json.dumps(a, default=str) != json.dumps(b, default=str):
-            diffs.append(f"{prefix}{k}: store has {a!r}, this run asks for {b!r}")
+            diffs.append(f"{prefix}{k}: {held} {a!r}, {asked} {b!r}")
     return diffs
 
 

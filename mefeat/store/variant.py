@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import zarr
@@ -11,8 +11,15 @@ import zarr
 from mefeat.errors import StoreError
 from mefeat.faults import fault
 
-if TYPE_CHECKING:
-    from mefeat.store.feature_store import FeatureStore
+
+class _Store(Protocol):
+    """What a variant needs of its store (``FeatureStore`` is one): its path and writable
+    arrays, without importing the store module (which imports this one)."""
+
+    path: Any
+
+    def writable(self, name: str) -> zarr.Array: ...
+
 
 class ClipReader:
     """Frames of one stored clip, decoded a chunk at a time (the last chunk is kept)."""
@@ -38,7 +45,7 @@ class ClipReader:
 class Variant:
     """One set of flow features: arrays with the sample axis first, and a ``done`` mask."""
 
-    def __init__(self, group: zarr.Group, name: str, store: FeatureStore):
+    def __init__(self, group: zarr.Group, name: str, store: _Store):
         self.group = group
         self.name = name
         self.store = store

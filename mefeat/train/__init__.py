@@ -1,19 +1,30 @@
-"""Training under the field's protocols: LOSO folds, the recipe-driven trainer, epoch
-selection policies, metrics and checkpoints (``mefeat.train.checkpoints``)."""
+"""Training under the field's protocols: a :class:`TrainPlan` (what to train), the LOSO
+trainer (:func:`train_loso`, :func:`run_plan`), the run folder that streams each fold's
+result and checkpoint (:mod:`~mefeat.train.run_folder`), and the results
+(:class:`LosoResult`)."""
 
 from mefeat.datasets.loso import loso_folds
-from mefeat.train.metrics import fold_score, metrics, metrics_table
-from mefeat.train.selection import SELECTIONS
-from mefeat.train.trainer import LosoResult, TrainingError, fold_seed, train_loso
+from mefeat.train.context import fold_seed
+from mefeat.train.data import StoreView, load_view
+from mefeat.train.errors import TrainingError
+from mefeat.train.plan import TrainPlan
+from mefeat.train.result import FoldResult, LosoResult
+from mefeat.train.run_folder import RunFolder, RunRecord, folder_results
+from mefeat.train.trainer import make_record, run_plan, train_loso
 
 __all__ = [
-    "SELECTIONS",
+    "FoldResult",
     "LosoResult",
+    "RunFolder",
+    "RunRecord",
+    "StoreView",
+    "TrainPlan",
     "TrainingError",
-    "fold_score",
     "fold_seed",
+    "folder_results",
+    "load_view",
     "loso_folds",
-    "metrics",
-    "metrics_table",
+    "make_record",
+    "run_plan",
     "train_loso",
 ]

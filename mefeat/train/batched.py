@@ -15,7 +15,7 @@ the two paths agree to rounding.
 
 Recipe features: optimizer, weight-decay groups, schedules, label smoothing and bf16 run
 here; a recipe with a sampler, the model's own loss, augmentation, key-frame jitter or fp16
-trains one fold at a time (``recipes.batching_blockers`` says why, and the run records it).
+trains one fold at a time (:func:`batching_blockers` says why, and the run records it).
 A model that ``vmap`` cannot run is found by :func:`probe` and also trains one fold at a
 time.
 """
@@ -25,16 +25,16 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from mefeat.recipes import Recipe
+from mefeat.recipes.loss import Precision, cross_entropy
+from mefeat.recipes.optim import LRSchedule
 from mefeat.train.batchnorm import batch_mask, mask_batchnorms
-from mefeat.train.context import EpochRecord, FoldContext, fold_seed
-from mefeat.train.recipes import LRSchedule, Precision, cross_entropy, make_optimizer
-from mefeat.train.recipes import steps_per_epoch as _steps
+from mefeat.train.context import FoldContext, FoldOutput, FoldRecorder, fold_seed
 
 
 def _stacked_call(template: nn.Module, n_inputs: int) -> Callable[..., Tensor]:
@@ -59,8 +59,8 @@ def _pad_index(idx_list, width: int, dev: torch.device) -> tuple[Tensor, Tensor]
     return torch.as_tensor(idx, device=dev), torch.as_tensor(mask, device=dev)
 
 
-def train_group(ctx: FoldContext, chunk, on_epoch: Callable[[], None] | None = None
-                ) -> list[dict[str, Any]]:
+def train_group(ctx: FoldContext, chunk, on_epoch: Callable[[int], None] | None = None
+                ) -> list[FoldOutput]:
     """K folds with the same steps per epoch as one vmapped model."""
     from torch.func import stack_module_state
 
@@ -72,13 +72,13 @@ def train_group(ctx: FoldContext, chunk, on_epoch: Callable[[], None] | None = N
     template = mask_batchnorms(copy.deepcopy(models[0]))
     del models
     vm = _stacked_call(template, len(ctx.xs))
-    opt = make_optimizer(list(params.items()), r.optimizer, stacked=True)
+    opt = r.optimizer.make(list(params.items()), stacked=True)
     precision = Precision(r.precision, dev)
 
     n_train = [len(f[1]) for f in chunk]
     n_max = max(n_train)
     bs = min(r.batch_size or n_max, n_max)
-    steps = _steps(r, n_train[0])
+    steps = r.steps_per_epoch(n_train[0])
     schedule = LRSchedule(opt, r.schedule, epochs=r.epochs, steps_per_epoch=steps)
     width = steps * bs  # every fold's epoch laid out as `steps` batches of `bs`, padded
     train_pad, _ = _pad_index([f[1] for f in chunk], n_max, dev)
@@ -100,41 +100,55 @@ def train_group(ctx: FoldContext, chunk, on_epoch: Callable[[], None] | None = N
                 torch.arange(nt)
         return pos.to(dev, non_blocking=True).view(k, steps, bs)
 
+    names = set(template.state_dict())
+
+    def states() -> list[dict[str, Tensor]]:  # fold i's weights: slice i of the stacks
+        return [{name: t[i] for name, t in (*params.items(), *buffers.items()) if name in names}
+                for i in range(k)]
+
     fixed = None if r.shuffle else epoch_positions()
-    record = EpochRecord(ctx.keep, k, max(test_sizes), dev)
-    lrs: list[float] = []
+    record = FoldRecorder(ctx, [f[2] for f in chunk])
     with torch.random.fork_rng(devices=ctx.devices()):
         torch.manual_seed(fold_seed(ctx.seed, "|".join(f[0] for f in chunk)))
-        for epoch in range(1, r.epochs + 1):
+        for epoch in range(1, ctx.epochs + 1):
             template.train()
-            lrs.append(opt.param_groups[0]["lr"])
+            record.lr.append(opt.param_groups[0]["lr"])
             pos = fixed if fixed is not None else epoch_positions()
             for j in range(steps):
                 idx = train_pad.gather(1, pos[:, j])  # (K, bs) global sample indices
                 mask = pos_mask[:, j]
                 with precision.autocast():
                     out = vm(params, buffers, mask, *[x[idx] for x in ctx.xs])
-                per = cross_entropy(out.reshape(-1, out.shape[-1]), ctx.y[idx].reshape(-1), r)
+                per = cross_entropy(out.reshape(-1, out.shape[-1]), ctx.y[idx].reshape(-1),
+                                    r.label_smoothing)
                 # Sum over folds of each fold's mean loss: the folds' gradients stay apart.
-                loss = ((per.view(k, bs) * mask).sum(1) / mask.sum(1)).sum()
-                precision.step(loss, opt)
+                per_fold = (per.view(k, bs) * mask).sum(1) / mask.sum(1)
+                precision.step(per_fold.sum(), opt)
+                record.add_train_loss(epoch, per_fold, 1.0 / steps)
                 schedule.after_step()
-            if record.wants(epoch):
-                template.eval()
-                with torch.no_grad(), precision.autocast():
-                    record.update(epoch, vm(params, buffers, test_mask, *x_test).float())
+            template.eval()
+            with torch.no_grad(), precision.autocast():
+                record.evaluate(epoch, vm(params, buffers, test_mask, *x_test).float(), states)
             schedule.after_epoch(epoch)
             if on_epoch is not None:
-                on_epoch()
-    results = record.results(test_sizes)
-    for res in results:
-        res["lr"] = lrs
-    if ctx.keep_states:  # fold i's weights are slice i of the stacked tensors
-        names = set(template.state_dict())
-        for i, res in enumerate(results):
-            res["state"] = {name: t[i].detach().cpu()
-                            for name, t in (*params.items(), *buffers.items()) if name in names}
-    return results
+                on_epoch(epoch)
+    return record.outputs([f[0] for f in chunk])
+
+
+def batching_blockers(recipe: Recipe) -> list[str]:
+    """Recipe features that keep a model off the batched-folds path, with why."""
+    why = []
+    if recipe.sampler is not None:
+        why.append("a class-balanced sampler gives each fold its own number of batches")
+    if recipe.loss != "cross_entropy":
+        why.append("the model's own loss updates its memory in place")
+    if recipe.augmentation:
+        why.append("train-time augmentation draws per fold")
+    if recipe.keyframe_jitter is not None:
+        why.append("key-frame jitter rebuilds each fold's inputs every epoch")
+    if recipe.precision == "fp16":
+        why.append("fp16's gradient scaler would skip steps of every fold of a group at once")
+    return why
 
 
 def probe(ctx: FoldContext, run_folds) -> tuple[bool, str]:

@@ -6,6 +6,10 @@ PyTorch ``.pth`` files (pickles); they are read only with ``torch.load(...,
 weights_only=True)``, which restores tensors and plain containers and refuses any other
 object, so a crafted pickle cannot run code. A checkpoint saved from ``nn.DataParallel`` has
 every key prefixed with ``module.``; the prefix is removed on load.
+
+:func:`load_fold_model` is the one way a fold's network is rebuilt from a checkpoint
+(``evaluate``, ``predict``): a checkpoint of another model or label scheme is explained from
+its metadata before any state_dict key is compared.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from mefeat.errors import ModelError
+from mefeat.files import write_atomic
 
 _DP_PREFIX = "module."
 # Keys under which training scripts commonly nest the state dict in a checkpoint dict.
@@ -177,3 +182,70 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> dict[str, Any]:
             "Was it saved from another model or with other options/num_classes?"
         ) from exc
     return read_checkpoint_metadata(path)
+
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def save_state(state: Mapping[str, Tensor], path: str | Path,
+               metadata: Mapping[str, Any] | None = None, *, dtype: str = "float32") -> int:
+    """Write a state dict as safetensors, atomically, its floating tensors stored as
+    ``dtype`` (``float32``, ``float16`` or ``bfloat16``; loading casts them back to the
+    model's). Returns the bytes written."""
+    from safetensors.torch import save_file
+
+    if dtype not in DTYPES:
+        raise ModelError(f"checkpoint dtype {dtype!r} is not one of {sorted(DTYPES)}")
+    tensors = {}
+    seen: set[tuple[int, int]] = set()
+    for name, tensor in state.items():
+        t = tensor.detach().cpu()
+        if t.is_floating_point():
+            t = t.to(DTYPES[dtype])
+        t = t.contiguous()
+        ident = (t.untyped_storage().data_ptr(), t.storage_offset())
+        if ident in seen:  # safetensors refuses tensors that share memory
+            t = t.clone()
+        seen.add(ident)
+        tensors[name] = t
+    encoded = {str(k): json.dumps(v) for k, v in (metadata or {}).items()}
+    write_atomic(path, lambda tmp: save_file(tensors, tmp, metadata=encoded))
+    return Path(path).stat().st_size
+
+
+def load_fold_model(path: str | Path, model: str, *, num_classes: int,
+                    options: Mapping[str, Any] | None = None, device: str = "cpu",
+                    what: str = "the run") -> nn.Module:
+    """Model ``model`` (with ``options``, ``num_classes`` outputs) with the weights of
+    ``path`` (safetensors or an official ``.pth``), in eval mode on ``device``.
+
+    A mefeat checkpoint names its model and classes in its metadata: one of another model
+    or label scheme is refused with those names, before any key is compared (the key diff
+    is kept as the exception's cause, shown with ``--debug``).
+    """
+    from mefeat.models import create_model
+
+    path = Path(path)
+    meta = read_checkpoint_metadata(path) if path.suffix.lower() == _SAFETENSORS_SUFFIX else {}
+    saved = meta.get("model")
+    desc = ", ".join(f"{k} {meta[k]}" for k in ("subject", "epoch", "selection") if k in meta)
+    if saved is not None and saved != model:
+        raise ModelError(f"{path}: this checkpoint is {saved}'s ({desc}); {what} is "
+                         f"{model}'s: give the checkpoints of a {model} run")
+    if "num_classes" in meta and int(meta["num_classes"]) != num_classes:
+        raise ModelError(f"{path}: this checkpoint has {meta['num_classes']} classes "
+                         f"({desc}); {what} has {num_classes}: the two come from runs of "
+                         "different label schemes")
+    net = create_model(model, num_classes=num_classes, **dict(options or {}))
+    state = load_official_state_dict(path)
+    own = net.state_dict()
+    state = {k: v.to(own[k].dtype) if k in own and v.is_floating_point() else v
+             for k, v in state.items()}
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise ModelError(f"{path}: does not fit model {model!r} with options "
+                         f"{dict(options or {})} and {num_classes} classes ({first}); "
+                         "--debug shows every key") from exc
+    return net.to(device).eval()

@@ -1,7 +1,10 @@
 """Views: what each model eats, derived from a store variant on read, never stored twice.
 
-A view turns a variant's arrays (sample axis first) into the model's input tensors. It
-knows two sources:
+A :class:`View` turns a variant's arrays (sample axis first) into a model's input tensors.
+Each model declares its own view beside its builder and recipe (``models/``); this package
+holds the shared building blocks (resizes, the official image's channels and scaling,
+region tiling, direction images, ImageNet normalisation) and :func:`build_inputs`; reading a
+view from a store is :mod:`mefeat.views.data`. A view knows two sources:
 
 * mefeat's own extraction (flows at the stored size, e.g. 224 px): flows are *resized* to
   the model's size (displacements scaled with the image, so they stay in pixels of the
@@ -122,7 +125,9 @@ class View:
 
     ``arrays`` are the variant arrays it reads from mefeat's own extraction;
     ``build(arrays, landmarks, size)`` makes the inputs from them, ``official(arrays,
-    landmarks)`` from an imported official variant (``None``: not supported).
+    points)`` from an imported official variant (``None``: not supported); with
+    ``official_points`` it crops at the variant's per-sample ``points`` and falls back to
+    fixed points (said in a warning) where the variant has none.
     A view with ``frames=True`` (models that eat frames, not flow) also receives, under
     ``arrays["clips"]``, a function ``clip(i) -> (T, S, S) uint8`` giving sample i's
     aligned frames, and ``arrays["keyframes"]`` (N, 3).
@@ -140,6 +145,7 @@ class View:
     official_arrays: tuple[str, ...] = ("image",)
     frames: bool = False
     landmarks: bool = False  # reads the 68 onset landmarks (region tiling)
+    official_points: bool = False  # official: crops at the variant's per-sample points
     options: dict[str, tuple[str, ...]] = field(default_factory=dict)
     jitter: Callable | None = None
     jitter_keys: tuple[str, ...] = ()
@@ -162,7 +168,19 @@ class View:
         return out
 
 
-VIEWS: dict[str, View] = {}
+# ImageNet statistics, which MMNet, SRMCL and EDMDBN normalise their inputs with.
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)[:, None, None]
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)[:, None, None]
+
+
+def imagenet_rgb(gray: np.ndarray, size: int = 224) -> np.ndarray:
+    """A grayscale uint8 frame (H, W) as a normalised 3-channel (3, size, size) float32."""
+    if gray.shape != (size, size):
+        gray = cv2.resize(gray, (size, size), interpolation=cv2.INTER_AREA)
+    rgb = np.repeat(gray[None].astype(np.float32) / 255.0, 3, axis=0)
+    return (rgb - IMAGENET_MEAN) / IMAGENET_STD
+
+
 
 
 def build_inputs(view: View, arrays: dict, landmarks: np.ndarray, *, size: int,
@@ -174,66 +192,11 @@ def build_inputs(view: View, arrays: dict, landmarks: np.ndarray, *, size: int,
     return view.build(arrays, lm, size, **(options or {}))
 
 
-def register_view(view: View) -> View:
-    VIEWS[view.name] = view
-    return view
-
-
-def get_view(name: str) -> View:
-    try:
-        return VIEWS[name]
-    except KeyError:
-        raise MefeatError(f"unknown view {name!r}; views: {sorted(VIEWS)}") from None
-
-
-def _ststnet(a, landmarks, src, **options):
-    return (uvs_image(a["flow_oa"], a["strain_oa"]),)
-
-
-def _htnet(a, landmarks, src, **options):
-    image = uvs_image(a["flow_oa"], a["strain_oa"])
-    return (tile_regions(image, region_points(landmarks, src)),)
-
-
-def _htnet_official(a, landmarks, **options):
-    image = a["image"].astype(np.float32)
-    pts = fallback_points(len(image)) if landmarks is None else landmarks
-    return (tile_regions(image, pts, official=True),)
-
-
-def _direction_images(flow: np.ndarray, size: int = 28) -> np.ndarray:
+def direction_images(flow: np.ndarray, size: int = 28) -> np.ndarray:
     """Algorithm 1's direction maps of the flows resized to ``size``, (N, 3, size, size) BGR."""
     small = resize_maps(flow, size, displacement=True)
     return np.stack([direction_map(f.transpose(1, 2, 0)).transpose(2, 0, 1)
                      for f in small]).astype(np.float32)
-
-
-def _causalnet(a, landmarks, src, **options):
-    pts = region_points(landmarks, src)
-    images = (uvs_image(a["flow_oa"], a["strain_oa"]), uvs_image(a["flow_ao"], a["strain_ao"]),
-              _direction_images(a["flow_oa"]), _direction_images(a["flow_ao"]))
-    return (np.stack([tile_regions(x, pts) for x in images], axis=1),)
-
-
-def _causalnet_official(a, landmarks, **options):
-    # The official code cuts every image at HTNet's fixed points (no per-sample landmarks).
-    n = len(a["image"])
-    pts = fallback_points(n)
-    names = ("image", "image_ao", "dir_oa", "dir_ao")
-    return (np.stack([tile_regions(a[k].astype(np.float32), pts, official=True)
-                      for k in names], axis=1),)
-
-
-def _uv(size):
-    def build(a, landmarks, src, **options):
-        return (resize_maps(a["flow_oa"], size, displacement=True),)
-    return build
-
-
-def _uv_official(a, landmarks, **options):
-    # Official PNG channels (BGR): 2 = u, 1 = v, min-max scaled; brought to 0..1.
-    img = a["image"].astype(np.float32) / 255.0
-    return (np.ascontiguousarray(img[:, [2, 1]]),)
 
 
 def offtanet_strain(flow: np.ndarray) -> np.ndarray:
@@ -251,130 +214,3 @@ def offtanet_strain(flow: np.ndarray) -> np.ndarray:
         vx = cv2.Sobel(v, cv2.CV_32F, 1, 0)
         out[i, 0] = np.sqrt(ux * ux + uy * uy + 0.5 * (vx + uy) * (vx + uy))
     return out
-
-
-_STRAIN = {"strain": ("stored", "offtanet")}
-
-
-def _uvs(size):
-    def build(a, landmarks, src, strain="stored"):
-        uv = resize_maps(a["flow_oa"], size, displacement=True)
-        os_ = resize_maps(a["strain_oa"], size) if strain == "stored" else offtanet_strain(uv)
-        return (np.concatenate([uv, os_], axis=1),)
-    return build
-
-
-def _uvs_official(size):
-    def official(a, landmarks, strain="stored"):
-        # The official PNG (BGR = strain, v, u, each min-max scaled to 0..255) as
-        # (u, v, strain) in 0..1, enlarged with bicubic interpolation (the OFF-TANet
-        # repository resizes its frames with INTER_CUBIC before computing the flow).
-        img = a["image"].astype(np.float32)[:, [2, 1, 0]] / 255.0
-        big = np.stack([np.stack([cv2.resize(c, (size, size), interpolation=cv2.INTER_CUBIC)
-                                  for c in im]) for im in img]).astype(np.float32)
-        if strain == "offtanet":
-            big[:, 2:3] = offtanet_strain(big[:, :2])
-        return (big,)
-    return official
-
-
-def _ststnet_official(a, landmarks, **options):
-    return (a["image"].astype(np.float32),)
-
-
-register_view(View("ststnet", ("flow_oa", "strain_oa"), _ststnet, official=_ststnet_official))
-register_view(View("htnet", ("flow_oa", "strain_oa"), _htnet, official=_htnet_official,
-                   landmarks=True))
-register_view(View("causalnet", ("flow_oa", "strain_oa", "flow_ao", "strain_ao"), _causalnet,
-                   official=_causalnet_official,
-                   official_arrays=("image", "image_ao", "dir_oa", "dir_ao"), landmarks=True))
-register_view(View("offapexnet", ("flow_oa",), _uv(28), official=_uv_official))
-register_view(View("dual_inception", ("flow_oa",), _uv(28), official=_uv_official))
-register_view(View("offtanet", ("flow_oa", "strain_oa"), _uvs(112), official=_uvs_official(112),
-                   options=_STRAIN))
-register_view(View("micro_attention", ("flow_oa", "strain_oa"), _uvs(224),
-                   official=_uvs_official(224), options=_STRAIN))
-
-
-# ImageNet statistics, which MMNet, SRMCL and EDMDBN normalise their inputs with.
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)[:, None, None]
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)[:, None, None]
-
-
-def imagenet_rgb(gray: np.ndarray, size: int = 224) -> np.ndarray:
-    """A grayscale uint8 frame (H, W) as a normalised 3-channel (3, size, size) float32."""
-    if gray.shape != (size, size):
-        gray = cv2.resize(gray, (size, size), interpolation=cv2.INTER_AREA)
-    rgb = np.repeat(gray[None].astype(np.float32) / 255.0, 3, axis=0)
-    return (rgb - IMAGENET_MEAN) / IMAGENET_STD
-
-
-def _mmnet(a, landmarks, src, **options):
-    # MMNet eats the onset and apex frames themselves (RGB in the official code; mefeat's
-    # aligned frames are grayscale, repeated over the three channels).
-    onset, apex = [], []
-    for i, (o, p, _) in enumerate(a["keyframes"]):
-        clip = a["clips"](i)
-        onset.append(imagenet_rgb(clip[o]))
-        apex.append(imagenet_rgb(clip[p]))
-    return np.stack(onset), np.stack(apex)
-
-
-def _mmnet_jitter(frames):
-    """(B, 2, 224, 224) uint8 onset/apex tensor -> MMNet's two inputs, as ``imagenet_rgb``."""
-    import torch
-
-    mean = torch.as_tensor(IMAGENET_MEAN, device=frames.device)
-    std = torch.as_tensor(IMAGENET_STD, device=frames.device)
-    x = frames.float()[:, :, None] / 255.0  # (B, 2, 1, S, S)
-    x = (x.expand(-1, -1, 3, -1, -1) - mean) / std
-    return x[:, 0].contiguous(), x[:, 1].contiguous()
-
-
-# EDMDBN's sampling strategy 3: the onset, apex and offset frames stretched to 9 frames by
-# linear interpolation along time (merlib ``FixSequenceInterpolation``: trilinear,
-# align_corners=False): frame i samples position (i + 0.5) * 3/9 - 0.5, clamped to [0, 2].
-def _interp_weights(n_in: int, n_out: int) -> np.ndarray:
-    w = np.zeros((n_out, n_in), np.float32)
-    for i in range(n_out):
-        pos = max((i + 0.5) * n_in / n_out - 0.5, 0.0)
-        lo = min(int(np.floor(pos)), n_in - 1)
-        hi = min(lo + 1, n_in - 1)
-        frac = pos - lo
-        w[i, lo] += 1 - frac
-        w[i, hi] += frac
-    return w
-
-
-EDMDBN_WEIGHTS = _interp_weights(3, 9)
-
-
-def _edmdbn(a, landmarks, src, **options):
-    # EDMDBN's (3, 10, 224, 224), frames_mode 0 of its FuseNetTransform: [apex - onset,
-    # the 8 consecutive differences of the 9 interpolated frames, apex]. (Normalising
-    # before interpolating is the same: the weights of each frame sum to 1.)
-    out = []
-    for i, (o, p, f) in enumerate(a["keyframes"]):
-        clip = a["clips"](i)
-        key = np.stack([imagenet_rgb(clip[t]) for t in (o, p, f)])  # (3, C, S, S)
-        frames = np.tensordot(EDMDBN_WEIGHTS, key, axes=1)  # (9, C, S, S)
-        diffs = frames[1:] - frames[:-1]
-        stack = np.concatenate([key[1:2] - key[:1], diffs, key[1:2]], axis=0)
-        out.append(stack.transpose(1, 0, 2, 3).astype(np.float32))  # (C, 10, S, S)
-    return (np.stack(out),)
-
-
-def _srmcl(a, landmarks, src, **options):
-    # SRMCL's image is [flow u, flow v, magnitude] of onset→apex; the released code reads
-    # it from files whose scaling is not published: mefeat min-max scales each channel to
-    # [0, 1] per sample, then applies the ImageNet normalisation the official code applies.
-    uv = resize_maps(a["flow_oa"], 224, displacement=True)
-    mag = resize_maps(a["mag_oa"], 224, displacement=True)
-    img = minmax_uint8(np.concatenate([uv, mag], axis=1)) / 255.0
-    return ((img - IMAGENET_MEAN) / IMAGENET_STD,)
-
-
-register_view(View("mmnet", ("keyframes",), _mmnet, frames=True, jitter=_mmnet_jitter,
-                   jitter_keys=("onset", "apex"), size=224))
-register_view(View("edmdbn", ("keyframes",), _edmdbn, frames=True))
-register_view(View("srmcl", ("flow_oa", "mag_oa"), _srmcl))

@@ -1,28 +1,30 @@
-"""Model inputs from a store, in three lines::
-
-    from mefeat.views.data import load_view
-    data = load_view("features.zarr", variant="gt", view="ststnet")
-    dataset, folds = data.torch_dataset(), data.folds()
-
-One bulk read per array; the folds index into the arrays in memory.
-"""
+"""A model's inputs read from a store: one bulk read per array, the folds index into the
+arrays in memory. ``mefeat.load_view(store, "ststnet")`` names the model whose view to read;
+here the :class:`~mefeat.views.View` itself is given (:func:`read_view`)."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
 from mefeat.errors import StoreError
-from mefeat.store import FeatureStore
-from mefeat.views import build_inputs, get_view
+from mefeat.store import FeatureStore, fingerprint
+from mefeat.views import View, build_inputs
 from mefeat.views.jitter import JitteredFrames, frame_bank
 
 
 @dataclass
 class ViewData:
-    """A view of a variant: inputs (one array per model input), labels and sample ids."""
+    """A view of a variant: inputs (one array per model input), labels and sample ids.
+
+    ``source`` says where the data came from (store, variant, their fingerprints and the
+    fingerprint of the sample keys: what a run folder compares before it resumes), and
+    ``warnings`` what a user must know about it (failed samples left out, a view that fell
+    back to fixed points).
+    """
 
     inputs: tuple[np.ndarray, ...]
     labels: np.ndarray
@@ -30,11 +32,13 @@ class ViewData:
     subjects: np.ndarray  # "dataset/subject", the LOSO unit
     datasets: np.ndarray
     classes: tuple[str, ...]
-    variant: str
-    view: str
+    variant: str | None = None
+    view: str | None = None
     official_format: str | None = None
-    options: dict[str, str] | None = None
-    jitter: JitteredFrames | None = None  # training-time key-frame draws (load_view(jitter=))
+    options: dict[str, str] = field(default_factory=dict)
+    jitter: JitteredFrames | None = None  # training-time key-frame draws (jitter=)
+    source: dict[str, Any] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -43,6 +47,30 @@ class ViewData:
     def num_classes(self) -> int:
         """Classes of the store's label scheme (else the largest label + 1)."""
         return len(self.classes) or (int(self.labels.max()) + 1 if len(self.labels) else 0)
+
+    @classmethod
+    def from_arrays(cls, inputs, labels, subjects, *, classes: tuple[str, ...] = (),
+                    keys=None) -> ViewData:
+        """Data given as arrays: one array (N, ...) per model input (or one array), labels
+        (N,), subjects (N,) with the dataset before a ``/`` (``"casme2/sub01"``)."""
+        xs = (inputs,) if hasattr(inputs, "shape") else tuple(inputs)
+        y = np.asarray(labels.cpu() if hasattr(labels, "cpu") else labels).astype(np.int64)
+        subj = np.asarray([str(s) for s in subjects], dtype=object)
+        n = len(y)
+        keys = np.asarray([str(k) for k in keys], dtype=object) if keys is not None else \
+            np.asarray([f"{s}/{i}" for i, s in enumerate(subj)], dtype=object)
+        datasets = np.asarray([s.split("/", 1)[0] if "/" in s else "" for s in subj],
+                              dtype=object)
+        return cls(inputs=xs, labels=y, keys=keys, subjects=subj, datasets=datasets,
+                   classes=tuple(classes), source={"samples": fingerprint(keys.tolist()),
+                                                   "n_samples": n})
+
+    def subset(self, keep: np.ndarray) -> ViewData:
+        """The samples ``keep`` (a mask or indices) only."""
+        return replace(self, inputs=tuple(x[keep] for x in self.inputs),
+                       labels=self.labels[keep], keys=self.keys[keep],
+                       subjects=self.subjects[keep], datasets=self.datasets[keep],
+                       jitter=None if self.jitter is None else self.jitter.subset(keep))
 
     def torch_dataset(self):
         """A ``torch.utils.data.TensorDataset`` of (inputs..., label)."""
@@ -59,52 +87,52 @@ class ViewData:
         return loso_folds(self.subjects)
 
 
-def load_view(store: str | os.PathLike, *, variant: str | None = None, view: str,
+def read_view(store: str | os.PathLike, view: View, *, variant: str | None = None,
               options: dict[str, str] | None = None, jitter=None) -> ViewData:
     """Read the done samples of ``variant`` and build ``view``'s inputs for them.
 
     ``variant``: default the store's only variant, else ``gt``. ``options``: the view's named
     choices (``View.options``). ``jitter``: a recipe's
-    :class:`~mefeat.models.recipe.KeyframeJitter`; the result then also holds, under
-    ``jitter``, the frames its training draws may take (views with a ``jitter`` function).
+    :class:`~mefeat.recipes.KeyframeJitter`; the result then also holds, under ``jitter``,
+    the frames its training draws may take (views with a ``jitter`` function).
     """
     fs = FeatureStore.open(store)
     variant = fs.pick_variant(variant)
     var = fs.variant(variant)
-    v = get_view(view)
-    opts = v.resolve_options(options)
+    opts = view.resolve_options(options)
     fmt = var.attrs.get("format")
     table = fs.table()
+    warnings: list[str] = []
+    bank = None
     if fmt:
-        if v.official is None:
+        if view.official is None:
             raise StoreError(
                 f"{store}: variant {variant!r} holds official {fmt} images, which view "
-                f"{view!r} cannot use; extract flows with `mefeat extract` for this model"
+                f"{view.name!r} cannot use; extract flows with `mefeat extract` for this model"
             )
-        names = list(v.official_arrays) + (["points"] if var.has("points") else [])
-        idx, arrays = var.read(names)
         if jitter is not None:
             raise StoreError(f"{store}: variant {variant!r} holds official images, no aligned "
                              "frames to draw jittered key frames from")
-        inputs = v.official(arrays, arrays.get("points"), **opts)
+        has_points = var.has("points")
+        names = list(view.official_arrays) + (["points"] if has_points else [])
+        idx, arrays = var.read(names)
+        if view.official_points and not has_points:
+            warnings.append(
+                f"variant {variant!r} has no per-sample points (imported without --points): "
+                f"view {view.name!r} crops every sample at fixed fallback points")
+        inputs = view.official(arrays, arrays.get("points"), **opts)
     else:
-        idx, arrays = var.read(v.arrays)
+        idx, arrays = var.read(view.arrays)
         keys = [str(k) for k in table["key"][idx]]
         landmarks = np.stack([fs.read_landmarks(k) for k in keys]) \
-            if len(idx) and v.landmarks else np.zeros((len(idx), 68, 2), np.float32)
-        if v.frames:  # a few frames of each clip: read chunk by chunk
+            if len(idx) and view.landmarks else np.zeros((len(idx), 68, 2), np.float32)
+        if view.frames:  # a few frames of each clip: read chunk by chunk
             arrays["clips"] = lambda i: fs.clip(keys[i])
-        inputs = build_inputs(v, arrays, landmarks, size=int(var.attrs["size"]),
+        inputs = build_inputs(view, arrays, landmarks, size=int(var.attrs["size"]),
                               frame_size=int(fs.config.get("align", {}).get(
                                   "size", var.attrs["size"])), options=opts)
         if jitter is not None:
-            if v.jitter is None:
-                raise StoreError(f"view {view!r} cannot jitter key frames (it has no jitter "
-                                 "function)")
-            kf = arrays["keyframes"] if "keyframes" in arrays else var.read(["keyframes"])[1][
-                "keyframes"]
-            bank = frame_bank(lambda i: fs.clip(keys[i]), kf, jitter.ranges,
-                              size=v.size, keys=v.jitter_keys, to_inputs=v.jitter)
+            bank = _jitter_bank(fs, view, var, arrays, keys, jitter)
     labels = table["label"][idx].astype(np.int64)
     if (labels < 0).any():
         unlabeled = [str(k) for k in table["key"][idx][labels < 0][:3]]
@@ -112,12 +140,31 @@ def load_view(store: str | os.PathLike, *, variant: str | None = None, view: str
             f"{store}: samples without a class label (e.g. {unlabeled}); extract with "
             "--labels SCHEME (e.g. megc2019) to train"
         )
+    not_done = len(table["key"]) - len(idx)
+    if not_done:
+        warnings.append(f"{not_done} of {len(table['key'])} samples of the store have no "
+                        f"features in variant {variant!r} (failed or not extracted; `mefeat "
+                        f"inspect {store}` lists them) and are left out")
     datasets = table["dataset"][idx]
     subjects = np.array([f"{d}/{s}" for d, s in zip(datasets, table["subject"][idx],
                                                      strict=True)], dtype=object)
-    classes = tuple(fs.attrs.get("classes", []))
+    keys_all = table["key"][idx]
+    source = {"store": str(store), "variant": variant,
+              "store_fingerprint": fs.attrs.get("fingerprint"),
+              "variant_fingerprint": var.attrs.get("fingerprint"),
+              "samples": fingerprint([str(k) for k in keys_all]), "n_samples": len(idx)}
     return ViewData(inputs=tuple(np.ascontiguousarray(x, dtype=np.float32) for x in inputs),
-                    labels=labels, keys=table["key"][idx], subjects=subjects,
-                    datasets=datasets, classes=classes, variant=variant, view=view,
-                    official_format=fmt, options=opts,
-                    jitter=bank if jitter is not None and not fmt else None)
+                    labels=labels, keys=keys_all, subjects=subjects, datasets=datasets,
+                    classes=tuple(fs.attrs.get("classes", [])), variant=variant,
+                    view=view.name, official_format=fmt, options=opts, jitter=bank,
+                    source=source, warnings=tuple(warnings))
+
+
+def _jitter_bank(fs, view: View, var, arrays, keys, jitter) -> JitteredFrames:
+    if view.jitter is None:
+        raise StoreError(f"view {view.name!r} cannot jitter key frames (it has no jitter "
+                         "function)")
+    kf = arrays["keyframes"] if "keyframes" in arrays else var.read(["keyframes"])[1][
+        "keyframes"]
+    return frame_bank(lambda i: fs.clip(keys[i]), kf, jitter.ranges, size=view.size,
+                      keys=view.jitter_keys, to_inputs=view.jitter)

@@ -1,7 +1,7 @@
 """Key-frame jitter for views that eat aligned frames: every frame a training draw may take,
 read from the store once, and the draws.
 
-A recipe's :class:`~mefeat.models.recipe.KeyframeJitter` (MMNet's training-time onset and
+A recipe's :class:`~mefeat.recipes.KeyframeJitter` (MMNet's training-time onset and
 apex draws) changes a training sample's key frames every epoch. Rebuilding a view from the
 store every epoch would read whole clips; instead :func:`frame_bank` keeps, per sample and
 key frame, the few frames a draw can take, as one uint8 bank, and the trainer turns drawn
