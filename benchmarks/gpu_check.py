@@ -2,7 +2,8 @@
 CUDA, and CausalNet and HTNet train LOSO folds at their official recipes, timed against the
 official loops.
 
-On one H100 / H200 it finishes inside 8 minutes and writes ``OUT/gpu_check.json`` and
+On one H100 / H200 it should finish inside about 15 minutes (the rehearsal included; not yet
+measured on a GPU: ``--no-rehearsal`` leaves it out) and writes ``OUT/gpu_check.json`` and
 ``OUT/gpu_check.md``:
 
 1. for every registered model, a few training steps on the batched fold path (vmap) and on
@@ -16,7 +17,10 @@ On one H100 / H200 it finishes inside 8 minutes and writes ``OUT/gpu_check.json`
    UF1 / UAR under ``last`` and the official rule on those folds;
 3. HTNet the same on the imported HTNet features with the per-sample MTCNN points
    (``--htnet-seconds``), against the official 0.14-0.16 s an epoch (800 epochs);
-4. peak GPU memory, dtype, TF32 / bf16 settings, torch and CUDA versions.
+4. the scale rehearsal (``benchmarks/scale_rehearsal.py``): CausalNet and HTNet through
+   ``mefeat train`` on all 68 folds, 1 epoch a fold, peak host and GPU memory at 2, 6 and
+   68 folds, seconds per fold, achieved GFLOP/s against a float32 matmul;
+5. peak GPU memory, dtype, TF32 / bf16 settings, torch and CUDA versions.
 
 ``--smoke`` runs the same steps on the CPU with 2 folds and 2 epochs, on a few light
 models and on the samples of 4 subjects (CausalNet's full-batch step on 435 samples takes
@@ -62,7 +66,7 @@ def check_paths(device: torch.device, *, epochs: int, models=None) -> list[dict]
     """Each model: a few steps on both fold paths, logits compared."""
     from mefeat.models import get_spec, list_models
     from mefeat.train import train_loso
-    from mefeat.train.recipes import batching_blockers
+    from mefeat.train.batched import batching_blockers
 
     zoo = models or [n for n in list_models()
                      if get_spec(n).builder.__module__.startswith("mefeat.models.")]
@@ -77,7 +81,7 @@ def check_paths(device: torch.device, *, epochs: int, models=None) -> list[dict]
         # Plain SGD at the recipe's learning rate: Adam turns the rounding noise of a bias
         # before a BatchNorm (whose true gradient is 0) into full-size steps, so two correct
         # paths drift apart under it (see tests/test_trainer.py's TinyNet).
-        from mefeat.models import Optimizer
+        from mefeat.recipes import Optimizer
 
         recipe = spec.recipe.replace(keyframe_jitter=None, epochs=epochs,
                                      optimizer=Optimizer("sgd", lr=spec.recipe.optimizer.lr))
@@ -119,25 +123,17 @@ def loso_timing(model: str, store: Path, device: torch.device, *, budget_s: floa
                 epochs: int | None, max_folds: int | None, subjects: int | None = None) -> dict:
     """As many folds of ``model`` as fit in ``budget_s``, by its recipe; timing and scores.
     ``subjects``: use only the samples of the first that many subjects (the smoke run)."""
-    from dataclasses import replace
+    from mefeat.train import load_view, train_loso
 
-    from mefeat.models import get_spec
-    from mefeat.train import train_loso
-    from mefeat.views.data import load_view
-
-    data = load_view(store, view=get_spec(model).view)
+    data = load_view(store, model)
     if subjects:
-        keep = np.isin(data.subjects, sorted(set(data.subjects))[:subjects])
-        data = replace(data, inputs=tuple(x[keep] for x in data.inputs),
-                       labels=data.labels[keep], keys=data.keys[keep],
-                       subjects=data.subjects[keep], datasets=data.datasets[keep])
+        data = data.subset(np.isin(data.subjects, sorted(set(data.subjects))[:subjects]))
     subjects = sorted(set(data.subjects))
-    kw = dict(epochs=epochs, selection="official", device=str(device), seed=0,
-              num_classes=data.num_classes)
+    kw = dict(epochs=epochs, selection="official", device=str(device), seed=0)
     # A first group of folds sets the pace; the rest of the budget decides how many more.
     first = subjects[: min(len(subjects), max_folds or 8, 8)]
     t0 = time.perf_counter()
-    res = train_loso(model, data.inputs, data.labels, data.subjects, folds=first, **kw)
+    res = train_loso(model, data, folds=first, **kw)
     _sync(device)
     spent = time.perf_counter() - t0
     per_fold = spent / len(first)
@@ -148,8 +144,7 @@ def loso_timing(model: str, store: Path, device: torch.device, *, budget_s: floa
     results = [res]
     if rest:
         t1 = time.perf_counter()
-        results.append(train_loso(model, data.inputs, data.labels, data.subjects, folds=rest,
-                                  **kw))
+        results.append(train_loso(model, data, folds=rest, **kw))
         _sync(device)
         spent += time.perf_counter() - t1
     folds_run = len(first) + len(rest)
@@ -159,7 +154,7 @@ def loso_timing(model: str, store: Path, device: torch.device, *, budget_s: floa
            "extrapolated_68_folds_min": spent / folds_run * len(subjects) / 60}
     import pandas as pd
 
-    from mefeat.train import metrics_table
+    from mefeat.metrics import metrics_table
 
     for policy in ("last", "official"):
         preds = pd.concat([r.predictions_for(policy) for r in results])
@@ -214,6 +209,17 @@ def markdown(report: dict) -> str:
             f"{ref_text} | {ref / r['s_per_fold']:.1f}× | {r['last']['uf1']:.4f} / "
             f"{r['last']['uar']:.4f} | {r['official']['uf1']:.4f} / {r['official']['uar']:.4f} "
             f"| {off['uf1']} / {off['uar']} |")
+    for r in report.get("rehearsal", []):
+        lines += ["", f"## Scale rehearsal: {r['model']}", "",
+                  "| pass | peak RSS (MiB) | peak GPU (MiB) | s / fold |", "|---|---|---|---|"]
+        for label, p in r["passes"].items():
+            secs = list(p["fold_seconds"].values())
+            lines.append(f"| {label} | {p['peak_rss_mib']:.0f} | "
+                         f"{p.get('peak_gpu_mib', float('nan')):.0f} | "
+                         f"{sum(secs) / len(secs):.2f} |")
+        lines.append(f"\n{r['gflop_per_sample']:.2f} GFLOP a sample; {r['achieved_gflops']:.0f} "
+                     f"GFLOP/s achieved against {r['matmul_fp32_gflops']:.0f} of a float32 "
+                     f"matmul; full recipe projected {r['projected_full_recipe_h']:.2f} h.")
     env = report["environment"]
     lines += ["", f"Peak GPU memory: {env.get('peak_memory_gib', 0):.2f} GiB; dtype "
               f"{env['dtype']}; TF32 matmul {env['tf32_matmul']}, cuDNN {env['tf32_cudnn']}; "
@@ -228,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--smoke", action="store_true", help="CPU, 2 folds, 2 epochs")
     ap.add_argument("--causalnet-seconds", type=float, default=180.0)
     ap.add_argument("--htnet-seconds", type=float, default=120.0)
+    ap.add_argument("--no-rehearsal", dest="rehearsal", action="store_false",
+                    help="skip the scale rehearsal (68 folds of CausalNet and HTNet, 1 epoch)")
     args = ap.parse_args(argv)
 
     t_start = time.perf_counter()
@@ -258,6 +266,16 @@ def main(argv: list[str] | None = None) -> int:
     for r in report["loso"]:
         r["official_s_per_fold"] = official_seconds(r["model"], r["epochs"])
         r["ratio_to_official"] = r["official_s_per_fold"] / r["s_per_fold"]
+    if not args.smoke and args.rehearsal:
+        # The scale rehearsal (benchmarks/scale_rehearsal.py): all 68 folds of CausalNet and
+        # HTNet through `mefeat train`, 1 epoch a fold, peak memory against the folds.
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from scale_rehearsal import rehearse
+
+        with tempfile.TemporaryDirectory() as tmp:
+            report["rehearsal"] = [
+                rehearse(m, data_dir=args.data, device=str(device), epochs=1, all_folds=None,
+                         checkpoints="none", work=Path(tmp)) for m in ("causalnet", "htnet")]
     report["environment"] = environment(device)
     report["wall_s"] = time.perf_counter() - t_start
     (args.out / "gpu_check.json").write_text(json.dumps(report, indent=1, default=str))
