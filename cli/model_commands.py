@@ -140,7 +140,7 @@ def train(model, store, variant, epochs, lr, batch_size, precision, runs, seed, 
 
     \b
     Example:
-      mefeat train --model ststnet --store htnet.zarr --out runs/ststnet
+      mefeat train --model ststnet --store htnet.zarr --out runs/ststnet-htnet
       mefeat train --model causalnet --store causalnet.zarr --subjects casme2/sub01 \\
           --out runs/causalnet
     """
@@ -203,7 +203,7 @@ def evaluate(store, run_dir, model, variant, checkpoints, device, options, view_
 
     \b
     Example:
-      mefeat evaluate --run runs/ststnet --store htnet.zarr --out runs/ststnet-eval
+      mefeat evaluate --run runs/ststnet-htnet --store htnet.zarr --out runs/ststnet-eval
       mefeat evaluate --model ststnet --store htnet.zarr \\
           --checkpoints STSTNet/STSTNet_Weights --out runs/ststnet-official
     """
@@ -233,7 +233,7 @@ def score(run, selection, out):
 
     \b
     Example:
-      mefeat score runs/ststnet
+      mefeat score runs/ststnet-htnet
       mefeat score runs/htnet --selection last --out runs/htnet-last
     """
     from mefeat.run.train import run_score

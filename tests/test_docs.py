@@ -132,8 +132,10 @@ REWRITES = [
     ("demo/s01/EP01_01", "{key}"),
     ("../shared/data/features", "{features}"),  # 3-subject copies
     ("shared/data/features", "{features}"),
-    ("STSTNet/STSTNet_Weights", "runs/ststnet/checkpoints"),  # the repository's weights
-    ("STSTNet_Weights", "runs/ststnet/checkpoints"),
+    # the repository's weights: those of the run trained on the same official images
+    ("STSTNet/STSTNet_Weights", "runs/ststnet-htnet/checkpoints"),
+    ("STSTNet_Weights", "runs/ststnet-htnet/checkpoints"),
+    ("benchmarks/results", str(ROOT / "benchmarks" / "results")),  # the repository's runs
     ("my_clip/", "{root}/sub01/EP01_01"),  # a demo clip; interview.mp4: made by `world`
     ("block_length=1,2,4,6", "block_length=2"),  # one value of the sweep
     # two light models for every model: the bench's orchestration is what runs here (every

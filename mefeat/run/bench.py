@@ -211,8 +211,6 @@ def run_bench(
     one the store was extracted with). ``selection`` is applied to every job's per-epoch
     predictions (``official``: each model's own rule).
     """
-    from tqdm import tqdm
-
     from mefeat.models import list_models
     from mefeat.recipes.selection import check_policy
     from mefeat.report.bench import write_bench_reports
@@ -223,30 +221,13 @@ def run_bench(
     # The store may have changed since an earlier bench in this process (more variants).
     _view.cache_clear()
     common_samples.cache_clear()
-    columns = bench_columns()
-    conditions = list(columns) if conditions is None else list(conditions)
-    unknown = [c for c in conditions if c not in columns]
-    if unknown:
-        raise MefeatError(f"unknown condition(s) {unknown}; choose from {list(columns)}")
+    conditions = _conditions(conditions)
     bench_models = [BenchModel(m) for m in (list_models() if models is None else models)]
     for s in sweep:
         bench_models += parse_sweep(s)
     fs = FeatureStore.open(store)
-    specs = {(c, r): columns[c].spec(r, spot_method) for c in conditions for r in range(runs)}
-    if variant is not None:  # one given variant stands for the GT column (imported stores)
-        if set(conditions) != {"gt"}:
-            raise MefeatError("--variant serves the gt condition only; add --conditions gt")
-        if flow is not None:
-            raise MefeatError("--flow picks the variants that bench makes; with --variant the "
-                              "given variant is used as it is: leave --flow out")
-        variants = {k: variant for k in specs}
-        method = None
-    else:
-        method, params = store_flow(fs, flow)
-        names = _ensure_variants(store, fs, sorted(set(specs.values())), workers=workers,
-                                 method=method, params=params)
-        variants = {k: names[s] for k, s in specs.items()}
-
+    variants, method = _condition_variants(store, fs, conditions, runs, spot_method, variant,
+                                           flow, workers)
     same_as = tuple(sorted(set(variants.values())))
     common, excluded = common_samples(store, same_as)
     if not common:
@@ -255,44 +236,76 @@ def run_bench(
     t = fs.table()
     folds = sorted({f"{d}/{s}" for k, d, s in zip(t["key"], t["dataset"], t["subject"],
                                                   strict=True) if str(k) in common})
-    jobs, resumed = [], 0
-    for m in bench_models:
-        for c in conditions:
-            for r in range(runs):
-                for fold in folds:
-                    job = BenchJob(store=store, variant=variants[(c, r)], model=m,
-                                   condition=c, run=r, fold=fold, epochs=epochs,
-                                   selection=selection, device=device,
-                                   features=tsne and c == "gt" and r == 0, same_as=same_as)
-                    if job.path(out).is_file():
-                        resumed += 1
-                    else:
-                        jobs.append(job)
-    out.mkdir(parents=True, exist_ok=True)
+    every = [BenchJob(store=store, variant=variants[(c, r)], model=m, condition=c, run=r,
+                      fold=fold, epochs=epochs, selection=selection, device=device,
+                      features=tsne and c == "gt" and r == 0, same_as=same_as)
+             for m in bench_models for c in conditions for r in range(runs) for fold in folds]
+    jobs = [j for j in every if not j.path(out).is_file()]
+    resumed = len(every) - len(jobs)
     settings = {"store": store, "epochs": epochs, "selection": selection,
                 "spot_method": spot_method, "device": device, "flow": method,
                 "samples": fingerprint(sorted(common))}
     _check_same_settings(out, settings)
-    (out / "bench.json").write_text(json.dumps({
-        **settings, "models": [m.tag for m in bench_models], "conditions": conditions,
-        "runs": runs, "variants": {f"{c}/run{r}": v for (c, r), v in variants.items()},
-        "n_samples": len(common), "excluded": len(excluded),
-    }, indent=1))
-    (out / "excluded.json").write_text(json.dumps(excluded, indent=1))
-    bar = tqdm(total=len(jobs), desc="bench", unit="job", disable=not progress)
-    for i, result in run_jobs(bench_job, [(j,) for j in jobs], executor=executor,
-                              workers=workers, address=address, gpus_per_job=gpus_per_job):
-        fault("bench:job:write")
-        write_job(jobs[i].path(out), result)
-        fault("bench:job:written")
-        bar.update()
-    bar.close()
+    _write_plan(out, {**settings, "models": [m.tag for m in bench_models],
+                      "conditions": conditions, "runs": runs,
+                      "variants": {f"{c}/run{r}": v for (c, r), v in variants.items()},
+                      "n_samples": len(common), "excluded": len(excluded)}, excluded)
+    _run_jobs(jobs, out, executor=executor, workers=workers, address=address,
+              gpus_per_job=gpus_per_job, progress=progress)
     classes = tuple(fs.attrs.get("classes", []))
-    labels = fs.column("label")
-    num_classes = len(classes) or int(labels.max()) + 1
+    num_classes = len(classes) or int(fs.column("label").max()) + 1
     table = write_bench_reports(out, bench_models, conditions, runs, folds, selection=selection,
                                 num_classes=num_classes, classes=classes,
                                 n_samples=len(common), excluded=excluded)
     return BenchResult(out=out, jobs_total=len(jobs) + resumed, jobs_run=len(jobs),
                        jobs_resumed=resumed, table=table, n_samples=len(common),
                        excluded=excluded)
+
+
+def _conditions(conditions: Sequence[str] | None) -> list[str]:
+    columns = bench_columns()
+    conditions = list(columns) if conditions is None else list(conditions)
+    unknown = [c for c in conditions if c not in columns]
+    if unknown:
+        raise MefeatError(f"unknown condition(s) {unknown}; choose from {list(columns)}")
+    return conditions
+
+
+def _condition_variants(store: str, fs: FeatureStore, conditions: list[str], runs: int,
+                        spot_method: str, variant: str | None, flow: str | None,
+                        workers: int) -> tuple[dict[tuple[str, int], str], str | None]:
+    """The variant of each (condition, run), made from the aligned frames where missing, and
+    the flow method they share (``None`` for a given ``variant``)."""
+    columns = bench_columns()
+    specs = {(c, r): columns[c].spec(r, spot_method) for c in conditions for r in range(runs)}
+    if variant is not None:  # one given variant stands for the GT column (imported stores)
+        if set(conditions) != {"gt"}:
+            raise MefeatError("--variant serves the gt condition only; add --conditions gt")
+        if flow is not None:
+            raise MefeatError("--flow picks the variants that bench makes; with --variant the "
+                              "given variant is used as it is: leave --flow out")
+        return {k: variant for k in specs}, None
+    method, params = store_flow(fs, flow)
+    names = _ensure_variants(store, fs, sorted(set(specs.values())), workers=workers,
+                             method=method, params=params)
+    return {k: names[s] for k, s in specs.items()}, method
+
+
+def _run_jobs(jobs: list[BenchJob], out: Path, *, progress: bool, **executor) -> None:
+    """Run the jobs, each result written the moment it comes back."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(jobs), desc="bench", unit="job", disable=not progress)
+    for i, result in run_jobs(bench_job, [(j,) for j in jobs], **executor):
+        fault("bench:job:write")
+        write_job(jobs[i].path(out), result)
+        fault("bench:job:written")
+        bar.update()
+    bar.close()
+
+
+def _write_plan(out: Path, plan: dict[str, Any], excluded: dict[str, str]) -> None:
+    """``bench.json`` (what the bench is) and ``excluded.json`` (the samples left out)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.json").write_text(json.dumps(plan, indent=1))
+    (out / "excluded.json").write_text(json.dumps(excluded, indent=1))

@@ -164,8 +164,6 @@ def export_official(
             name, a space in a name, two samples with one file name).
         StoreError: the variant lacks the arrays ``fmt`` needs.
     """
-    from tqdm import tqdm
-
     if fmt not in EXPORT_FORMATS:
         raise MefeatError(f"unknown export format {fmt!r}; choose one of {EXPORT_FORMATS}")
     out = Path(out)
@@ -198,55 +196,77 @@ def export_official(
     if max(int(r["label"]) for r in rows) >= 3:
         summary.notes.append("labels above 2: the official models are built with "
                              "num_classes=3; change it in the script for this label scheme")
+    manifest = {"store": str(store), "variant": name, "format": fmt, "samples": len(rows),
+                "images": ("as stored (imported official features)" if var.attrs.get("format")
+                           else f"mefeat.views: {RESIZE}")}
+    files = _write_folder(out, fmt, rows, idx, images, apex, manifest, progress)
+    if files.copied:
+        summary.notes.append("this file system has no hard links: the fold files are copies")
+    summary.written = [str(table["key"][i]) for i in idx]
+    return summary
 
+
+def _write_folder(out: Path, fmt: str, rows: list[dict], idx: np.ndarray,
+                  images: dict[str, np.ndarray], apex: dict[int, np.ndarray],
+                  manifest: dict, progress: bool) -> _Files:
+    """The official folder, written under a hidden sibling name and renamed at the end."""
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     files = _Files()
     try:
-        bar = tqdm(total=len(rows), desc=f"export {fmt}", unit="sample", disable=not progress)
-        subjects = sorted({r["sub"] for r in rows})
         if fmt == "ststnet":
-            for j, r in enumerate(rows):
-                test = tmp / STSTNET_FOLDS / r["sub"] / TEST / str(r["label"]) / r["name"]
-                files.write(test, encode_png(images["image"][j]))
-                for other in subjects:
-                    if other != r["sub"]:
-                        files.link(test, tmp / STSTNET_FOLDS / other / TRAIN /
-                                   str(r["label"]) / r["name"])
-                bar.update()
+            _write_ststnet(tmp, rows, images, files, progress)
         else:
-            write_table(tmp / CSV_NAME, rows)
-            for j, r in enumerate(rows):
-                for suffix, array in _ARRAYS[fmt].items():
-                    files.write(tmp / WHOLE / image_name(r["sub"], r["filename_o"], suffix),
-                                encode_png(images[array][j]))
-                whole = tmp / WHOLE / r["name"]
-                for other in subjects:
-                    split = TEST if other == r["sub"] else TRAIN
-                    files.link(whole, tmp / FOLDS / other / split / str(r["label"]) / r["name"])
-                if int(idx[j]) in apex:
-                    files.write(tmp / APEX_IMAGES / r["imagename"],
-                                _encode_jpeg(apex[int(idx[j])]))
-                bar.update()
-        bar.close()
+            _write_whole(tmp, fmt, rows, idx, images, apex, files, progress)
         (tmp / MANIFEST).write_text(json.dumps({
-            "store": str(store), "variant": name, "format": fmt, "samples": len(rows),
-            "images": ("as stored (imported official features)" if var.attrs.get("format")
-                       else f"mefeat.views: {RESIZE}"),
-            "fold_files": "copies" if files.copied else "hard links",
+            **manifest, "fold_files": "copies" if files.copied else "hard links",
             "environment": environment()}, indent=1) + "\n", encoding="utf-8")
         if out.exists():
-            out.rmdir()  # empty (checked above)
+            out.rmdir()  # empty (checked by the caller)
         os.rename(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if files.copied:
-        summary.notes.append("this file system has no hard links: the fold files are copies")
-    summary.written = [str(table["key"][i]) for i in idx]
-    return summary
+    return files
+
+
+def _write_ststnet(tmp: Path, rows, images, files: _Files, progress: bool) -> None:
+    """STSTNet's LOSO folders: each image in its subject's test folder, linked into every
+    other subject's training folder."""
+    from tqdm import tqdm
+
+    subjects = sorted({r["sub"] for r in rows})
+    for j, r in enumerate(tqdm(rows, desc="export ststnet", unit="sample",
+                               disable=not progress)):
+        test = tmp / STSTNET_FOLDS / r["sub"] / TEST / str(r["label"]) / r["name"]
+        files.write(test, encode_png(images["image"][j]))
+        for other in subjects:
+            if other != r["sub"]:
+                files.link(test, tmp / STSTNET_FOLDS / other / TRAIN / str(r["label"])
+                           / r["name"])
+
+
+def _write_whole(tmp: Path, fmt: str, rows, idx, images, apex, files: _Files,
+                 progress: bool) -> None:
+    """HTNet's and CausalNet's layout: the CSV, every image once in the whole-set folder,
+    linked into the LOSO split folders, and (HTNet) the apex JPEGs."""
+    from tqdm import tqdm
+
+    subjects = sorted({r["sub"] for r in rows})
+    write_table(tmp / CSV_NAME, rows)
+    for j, r in enumerate(tqdm(rows, desc=f"export {fmt}", unit="sample",
+                               disable=not progress)):
+        for suffix, array in _ARRAYS[fmt].items():
+            files.write(tmp / WHOLE / image_name(r["sub"], r["filename_o"], suffix),
+                        encode_png(images[array][j]))
+        whole = tmp / WHOLE / r["name"]
+        for other in subjects:
+            split = TEST if other == r["sub"] else TRAIN
+            files.link(whole, tmp / FOLDS / other / split / str(r["label"]) / r["name"])
+        if int(idx[j]) in apex:
+            files.write(tmp / APEX_IMAGES / r["imagename"], _encode_jpeg(apex[int(idx[j])]))
 
 
 def _rows(table: dict[str, np.ndarray], idx: np.ndarray, fmt: str) -> list[dict]:

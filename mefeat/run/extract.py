@@ -221,8 +221,6 @@ def add_variants(
 
 def _extract(store, samples, dropped, config, align, *, flow, flow_params, flow_size,
              keyframes, workers, executor, address, progress, new_attrs) -> ExtractSummary:
-    from tqdm import tqdm
-
     root_given = new_attrs is not None
     flow_params = dict(flow_params or {})
     if flow_size is not None and not 8 <= int(flow_size) <= align.size:
@@ -239,56 +237,71 @@ def _extract(store, samples, dropped, config, align, *, flow, flow_params, flow_
         variants = {}
         for pol in policies:
             name = variant_name(pol.name, flow, flow_size)
-            flow_spec = {"method": flow, "params": flow_params}
-            if flow_size is not None:
-                flow_spec["size"] = flow_size
-            settings = {"keyframes": pol.params, "flow": flow_spec,
-                        "maps": {"direction": DIRECTION_RULE}}
+            settings = _variant_settings(pol, flow, flow_params, flow_size)
             variants[name] = (pol, fs.require_variant(name, settings, flow_size or align.size))
         summary.variants = list(variants)
-        done_masks = {name: var.done() for name, (_, var) in variants.items()}
-
-        tasks = []
-        status, errors = fs.column("status"), fs.column("error")
-        for i, s in enumerate(samples):
-            todo = [(n, p.spec, flow, flow_params, flow_size) for n, (p, _) in variants.items()
-                    if not done_masks[n][i]]
-            cached = fs.has_frames(s.key)
-            if cached and not todo:
-                if status[i] != "done":  # killed after its done flags, before its status
-                    fs.set_status(i, "done")
-                summary.resumed.append(s.key)
-                continue
-            if not root_given and not cached:
-                summary.failed[s.key] = errors[i] or "no aligned frames in the store"
-                continue
-            tasks.append(_Task(i, s.key, s.frames, (s.onset, s.apex, s.offset),
-                               str(fs.path) if cached else None, todo))
-
-        bar = tqdm(total=len(tasks), desc="extract", unit="clip", disable=not progress)
-        for index, frames, landmarks, results, var_errors, clip_error in _run_tasks(
-                tasks, workers, vars(align), executor, address):
-            key = samples[index].key
-            if clip_error is not None:  # the clip itself failed (reading, detection...)
-                fs.set_status(index, "done" if fs.has_frames(key) else "failed", clip_error)
-                summary.failed[key] = clip_error
-                bar.update()
-                continue
-            if frames is not None:
-                fs.write_frames(key, frames, landmarks)
-            for name, (kf, maps) in results.items():
-                variants[name][1].write_sample(index, kf, cast_maps(maps))
-            # A variant that could not be made keeps its reason in that variant; the
-            # sample's status is its clip's: done once its frames are aligned.
-            for name, reason in var_errors.items():
-                variants[name][1].write_failure(index, reason)
-            fs.set_status(index, "done")
-            if var_errors:
-                summary.failed[key] = "; ".join(f"variant {n}: {e}"
-                                                for n, e in var_errors.items())
-            else:
-                summary.done.append(key)
-            bar.update()
-        bar.close()
+        tasks = _tasks(fs, samples, variants, summary, flow=flow, flow_params=flow_params,
+                       flow_size=flow_size, root_given=root_given)
+        results = _run_tasks(tasks, workers, vars(align), executor, address)
+        _write_results(fs, samples, variants, summary, results, len(tasks), progress)
     return summary
 
+
+def _variant_settings(pol, flow: str, flow_params: dict, flow_size: int | None) -> dict:
+    flow_spec = {"method": flow, "params": flow_params}
+    if flow_size is not None:
+        flow_spec["size"] = flow_size
+    return {"keyframes": pol.params, "flow": flow_spec, "maps": {"direction": DIRECTION_RULE}}
+
+
+def _tasks(fs, samples, variants, summary, *, flow, flow_params, flow_size,
+           root_given) -> list[_Task]:
+    """The clips that still need work, and what each needs; done ones are counted."""
+    done_masks = {name: var.done() for name, (_, var) in variants.items()}
+    tasks = []
+    status, errors = fs.column("status"), fs.column("error")
+    for i, s in enumerate(samples):
+        todo = [(n, p.spec, flow, flow_params, flow_size) for n, (p, _) in variants.items()
+                if not done_masks[n][i]]
+        cached = fs.has_frames(s.key)
+        if cached and not todo:
+            if status[i] != "done":  # killed after its done flags, before its status
+                fs.set_status(i, "done")
+            summary.resumed.append(s.key)
+            continue
+        if not root_given and not cached:
+            summary.failed[s.key] = errors[i] or "no aligned frames in the store"
+            continue
+        tasks.append(_Task(i, s.key, s.frames, (s.onset, s.apex, s.offset),
+                           str(fs.path) if cached else None, todo))
+    return tasks
+
+
+def _write_results(fs, samples, variants, summary, results, total: int,
+                   progress: bool) -> None:
+    """Write each clip's frames and variants as its result comes back."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc="extract", unit="clip", disable=not progress)
+    for index, frames, landmarks, maps_of, var_errors, clip_error in results:
+        key = samples[index].key
+        if clip_error is not None:  # the clip itself failed (reading, detection...)
+            fs.set_status(index, "done" if fs.has_frames(key) else "failed", clip_error)
+            summary.failed[key] = clip_error
+            bar.update()
+            continue
+        if frames is not None:
+            fs.write_frames(key, frames, landmarks)
+        for name, (kf, maps) in maps_of.items():
+            variants[name][1].write_sample(index, kf, cast_maps(maps))
+        # A variant that could not be made keeps its reason in that variant; the sample's
+        # status is its clip's: done once its frames are aligned.
+        for name, reason in var_errors.items():
+            variants[name][1].write_failure(index, reason)
+        fs.set_status(index, "done")
+        if var_errors:
+            summary.failed[key] = "; ".join(f"variant {n}: {e}" for n, e in var_errors.items())
+        else:
+            summary.done.append(key)
+        bar.update()
+    bar.close()

@@ -307,22 +307,41 @@ def predict(
         keyed = [_keyed(run, src.frames, aligner, 0, f"{src.path} (first frame)", figure)]
     else:
         result.update(mode="video", window=window, stride=stride, threshold=threshold)
-        found = search_video(src.frames, aligner, window=window, stride=stride,
-                             threshold=threshold, where=str(src.path), progress=progress)
-        keyed, result["skipped"], curves = [], found.skipped, found.curves
-        for iv in found.intervals:  # each aligned on its onset; its offset frame included
-            try:
-                k = _keyed(run, src.frames[iv.onset:iv.offset + 1], aligner, iv.onset,
-                           f"{src.path} (frame {iv.onset})", figure)
-            except SampleError as exc:
-                k = _Keyed(iv.onset, iv.peak, iv.offset, error=exc.reason)
-                found.skipped.append({"interval": [iv.onset, iv.offset], "reason": exc.reason})
-            k.score = iv.score
-            keyed.append(k)
+        keyed, result["skipped"], curves = _video(run, src, aligner, window, stride,
+                                                  threshold, figure, progress)
+    result["intervals"] = _classified(run, keyed)
+    if result["mode"] == "clip":
+        result.update(result["intervals"][0])
+    if figure:
+        draw_prediction(result, keyed, curves, out)
+    return result
+
+
+def _video(run: Run, src, aligner: FaceAligner, window: int, stride: int, threshold: float,
+           figure: bool, progress: bool):
+    """The expressions of a long video, each aligned on its onset (its offset frame
+    included), its apex spotted and its inputs made; the windows and intervals skipped."""
+    found = search_video(src.frames, aligner, window=window, stride=stride,
+                         threshold=threshold, where=str(src.path), progress=progress)
+    keyed = []
+    for iv in found.intervals:
+        try:
+            k = _keyed(run, src.frames[iv.onset:iv.offset + 1], aligner, iv.onset,
+                       f"{src.path} (frame {iv.onset})", figure)
+        except SampleError as exc:
+            k = _Keyed(iv.onset, iv.peak, iv.offset, error=exc.reason)
+            found.skipped.append({"interval": [iv.onset, iv.offset], "reason": exc.reason})
+        k.score = iv.score
+        keyed.append(k)
+    return keyed, found.skipped, found.curves
+
+
+def _classified(run: Run, keyed: list[_Keyed]) -> list[dict[str, Any]]:
+    """One row per expression: its key frames, score, and label and probabilities (the
+    folds' mean softmax), or why it could not be classified."""
     ok = [k.inputs for k in keyed if k.inputs is not None]
-    probs = iter(run.probabilities(tuple(np.concatenate(parts) for parts in zip(*ok,
-                                                                                strict=True)))
-                 if ok else ())
+    probs = iter(run.probabilities(tuple(np.concatenate(parts)
+                                         for parts in zip(*ok, strict=True))) if ok else ())
     intervals = []
     for k in keyed:
         row: dict[str, Any] = {"onset": k.onset, "apex": k.apex, "offset": k.offset}
@@ -335,9 +354,4 @@ def predict(
             row["label"] = run.classes[int(np.argmax(p))]
             row["probabilities"] = {c: float(v) for c, v in zip(run.classes, p, strict=True)}
         intervals.append(row)
-    result["intervals"] = intervals
-    if result["mode"] == "clip":
-        result.update(intervals[0])
-    if figure:
-        draw_prediction(result, keyed, curves, out)
-    return result
+    return intervals

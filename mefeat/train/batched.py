@@ -64,67 +64,40 @@ def train_group(ctx: FoldContext, chunk, on_epoch: Callable[[int], None] | None 
     """K folds with the same steps per epoch as one vmapped model."""
     from torch.func import stack_module_state
 
-    r, dev = ctx.recipe, ctx.dev
-    k = len(chunk)
-    fseeds = [fold_seed(ctx.seed, f[0]) for f in chunk]
-    models = [ctx.build(fs) for fs in fseeds]
+    r, k = ctx.recipe, len(chunk)
+    models = [ctx.build(fold_seed(ctx.seed, f[0])) for f in chunk]
     params, buffers = stack_module_state(models)
     template = mask_batchnorms(copy.deepcopy(models[0]))
     del models
     vm = _stacked_call(template, len(ctx.xs))
     opt = r.optimizer.make(list(params.items()), stacked=True)
-    precision = Precision(r.precision, dev)
-
-    n_train = [len(f[1]) for f in chunk]
-    n_max = max(n_train)
-    bs = min(r.batch_size or n_max, n_max)
-    steps = r.steps_per_epoch(n_train[0])
-    schedule = LRSchedule(opt, r.schedule, epochs=r.epochs, steps_per_epoch=steps)
-    width = steps * bs  # every fold's epoch laid out as `steps` batches of `bs`, padded
-    train_pad, _ = _pad_index([f[1] for f in chunk], n_max, dev)
-    test_sizes = [len(f[2]) for f in chunk]
-    test_pad, test_mask = _pad_index([f[2] for f in chunk], max(test_sizes), dev)
+    precision = Precision(r.precision, ctx.dev)
+    batches = _GroupBatches(ctx, chunk)
+    schedule = LRSchedule(opt, r.schedule, epochs=r.epochs, steps_per_epoch=batches.steps)
+    test_pad, test_mask = _pad_index([f[2] for f in chunk], max(len(f[2]) for f in chunk),
+                                     ctx.dev)
     x_test = [x[test_pad] for x in ctx.xs]
-
-    # Positions (into each fold's own training list) of one epoch, padded to `width`.
-    gens = [torch.Generator().manual_seed(fs + 1) for fs in fseeds]
-    pos_mask = torch.zeros(k, width, device=dev)
-    for i, nt in enumerate(n_train):
-        pos_mask[i, :nt] = 1.0
-    pos_mask = pos_mask.view(k, steps, bs)
-
-    def epoch_positions() -> Tensor:
-        pos = torch.zeros(k, width, dtype=torch.long)
-        for i, nt in enumerate(n_train):
-            pos[i, :nt] = torch.randperm(nt, generator=gens[i]) if r.shuffle else \
-                torch.arange(nt)
-        return pos.to(dev, non_blocking=True).view(k, steps, bs)
-
     names = set(template.state_dict())
 
     def states() -> list[dict[str, Tensor]]:  # fold i's weights: slice i of the stacks
         return [{name: t[i] for name, t in (*params.items(), *buffers.items()) if name in names}
                 for i in range(k)]
 
-    fixed = None if r.shuffle else epoch_positions()
     record = FoldRecorder(ctx, [f[2] for f in chunk])
     with torch.random.fork_rng(devices=ctx.devices()):
         torch.manual_seed(fold_seed(ctx.seed, "|".join(f[0] for f in chunk)))
         for epoch in range(1, ctx.epochs + 1):
             template.train()
             record.lr.append(opt.param_groups[0]["lr"])
-            pos = fixed if fixed is not None else epoch_positions()
-            for j in range(steps):
-                idx = train_pad.gather(1, pos[:, j])  # (K, bs) global sample indices
-                mask = pos_mask[:, j]
+            for idx, mask in batches.epoch():
                 with precision.autocast():
                     out = vm(params, buffers, mask, *[x[idx] for x in ctx.xs])
                 per = cross_entropy(out.reshape(-1, out.shape[-1]), ctx.y[idx].reshape(-1),
                                     r.label_smoothing)
                 # Sum over folds of each fold's mean loss: the folds' gradients stay apart.
-                per_fold = (per.view(k, bs) * mask).sum(1) / mask.sum(1)
+                per_fold = (per.view(k, -1) * mask).sum(1) / mask.sum(1)
                 precision.step(per_fold.sum(), opt)
-                record.add_train_loss(epoch, per_fold, 1.0 / steps)
+                record.add_train_loss(epoch, per_fold, 1.0 / batches.steps)
                 schedule.after_step()
             template.eval()
             with torch.no_grad(), precision.autocast():
@@ -133,6 +106,43 @@ def train_group(ctx: FoldContext, chunk, on_epoch: Callable[[int], None] | None 
             if on_epoch is not None:
                 on_epoch(epoch)
     return record.outputs([f[0] for f in chunk])
+
+
+class _GroupBatches:
+    """The batches of K folds trained together: each fold's epoch laid out as ``steps``
+    batches of ``size`` positions into its own training list (shuffled by its own stream or
+    in order), padded to the largest fold and masked."""
+
+    def __init__(self, ctx: FoldContext, chunk) -> None:
+        r = ctx.recipe
+        self.r, self.k, self.dev = r, len(chunk), ctx.dev
+        self.n_train = [len(f[1]) for f in chunk]
+        n_max = max(self.n_train)
+        self.size = min(r.batch_size or n_max, n_max)
+        self.steps = r.steps_per_epoch(self.n_train[0])
+        self.train_pad, _ = _pad_index([f[1] for f in chunk], n_max, ctx.dev)
+        self.gens = [torch.Generator().manual_seed(fold_seed(ctx.seed, f[0]) + 1)
+                     for f in chunk]
+        width = self.steps * self.size
+        mask = torch.zeros(self.k, width, device=ctx.dev)
+        for i, nt in enumerate(self.n_train):
+            mask[i, :nt] = 1.0
+        self.mask = mask.view(self.k, self.steps, self.size)
+        self.fixed = None if r.shuffle else self.positions()
+
+    def positions(self) -> Tensor:
+        """(K, steps, size) positions of one epoch."""
+        pos = torch.zeros(self.k, self.steps * self.size, dtype=torch.long)
+        for i, nt in enumerate(self.n_train):
+            pos[i, :nt] = torch.randperm(nt, generator=self.gens[i]) if self.r.shuffle else \
+                torch.arange(nt)
+        return pos.to(self.dev, non_blocking=True).view(self.k, self.steps, self.size)
+
+    def epoch(self):
+        """(global sample indices (K, size), mask (K, size)) of each step of this epoch."""
+        pos = self.fixed if self.fixed is not None else self.positions()
+        for j in range(self.steps):
+            yield self.train_pad.gather(1, pos[:, j]), self.mask[:, j]
 
 
 def batching_blockers(recipe: Recipe) -> list[str]:

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from mefeat.metrics import fold_score
 from mefeat.recipes import Recipe, Selection
 from mefeat.recipes.selection import FoldPicker
+from mefeat.views.jitter import JitteredFrames
 
 
 def fold_seed(seed: int, subject: str) -> int:
@@ -51,19 +52,23 @@ class Builder:
 
 @dataclass
 class DeviceJitter:
-    """A :class:`mefeat.views.jitter.JitteredFrames` bank on the training device."""
+    """A :class:`mefeat.views.jitter.JitteredFrames` bank with its frames on the training
+    device: its draws are the bank's own (:meth:`JitteredFrames.draw`), its frames become
+    model inputs there."""
 
-    bank: Tensor  # (M, S, S) uint8
-    start: np.ndarray
-    count: np.ndarray
-    to_inputs: Any
+    frames: JitteredFrames
+    bank: Tensor  # frames.bank, (M, S, S) uint8 on the device
+
+    @classmethod
+    def on(cls, frames: JitteredFrames, dev: torch.device) -> DeviceJitter:
+        return cls(frames, torch.as_tensor(frames.bank, device=dev))
 
     def draw(self, samples: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return self.start[samples] + rng.integers(0, self.count[samples])
+        return self.frames.draw(samples, rng)
 
     def inputs(self, rows: np.ndarray) -> tuple[Tensor, ...]:
         frames = self.bank[torch.as_tensor(rows, device=self.bank.device)]  # (B, K, S, S)
-        out = self.to_inputs(frames)
+        out = self.frames.to_inputs(frames)
         return out if isinstance(out, tuple) else (out,)
 
 

@@ -33,54 +33,26 @@ def train_fold(ctx: FoldContext, fold, on_epoch: Callable[[int], None] | None = 
     """Train one fold; returns its output (a one-fold group). ``on_epoch(epoch)`` is called
     after every epoch."""
     subject, train_idx, test_idx = fold
-    r, dev = ctx.recipe, ctx.dev
+    r = ctx.recipe
     fseed = fold_seed(ctx.seed, subject)
     model = ctx.build(fseed)
     if ctx.channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = r.optimizer.make(list(model.named_parameters()))
-    n_train = len(train_idx)
-    steps = r.steps_per_epoch(n_train)
-    schedule = LRSchedule(opt, r.schedule, epochs=r.epochs, steps_per_epoch=steps)
-    precision = Precision(r.precision, dev)
-    augment = Augmenter(r.augmentation)
+    batches = _Batches(ctx, train_idx, fseed)
+    schedule = LRSchedule(opt, r.schedule, epochs=r.epochs, steps_per_epoch=batches.steps)
+    precision = Precision(r.precision, ctx.dev)
     loss_fn = LOSSES[r.loss]
-    order_gen = torch.Generator().manual_seed(fseed + 1)
-    aug_gen = torch.Generator().manual_seed(fseed + 3)
-    rng = np.random.default_rng([fseed, 1])
-    tr = torch.as_tensor(train_idx, device=dev)
-    te = torch.as_tensor(test_idx, device=dev)
-    x_test = ctx.model_input([x[te] for x in ctx.xs])
-    y_train_np = ctx.y.cpu().numpy()[train_idx]
-    bs = r.batch_size or n_train
+    x_test = ctx.model_input([x[torch.as_tensor(test_idx, device=ctx.dev)] for x in ctx.xs])
     record = FoldRecorder(ctx, [test_idx])
-
-    def epoch_batches() -> list[np.ndarray] | list[torch.Tensor]:
-        if r.sampler is not None:
-            return r.sampler.batches(y_train_np, rng)
-        order = torch.randperm(n_train, generator=order_gen) if r.shuffle else \
-            torch.arange(n_train)
-        return [order[j * bs:(j + 1) * bs] for j in range(steps)]
-
-    # The same batches every epoch and nothing drawn per epoch: gather them once.
-    fixed = None
-    if not (r.shuffle or r.sampler or augment or ctx.jitter):
-        fixed = [(ctx.model_input([x[tr[p]] for x in ctx.xs]), ctx.y[tr[p]])
-                 for p in epoch_batches()]
     lr_steps: list[float] = []
     with torch.random.fork_rng(devices=ctx.devices()):
         torch.manual_seed(fseed + 2)  # dropout stream of this fold
         for epoch in range(1, ctx.epochs + 1):
             model.train()
             record.lr.append(opt.param_groups[0]["lr"])
-            if fixed is not None:
-                batches, n_steps = fixed, len(fixed)
-            else:
-                rows = ctx.jitter.draw(np.asarray(train_idx), rng) if ctx.jitter else None
-                positions = epoch_batches()
-                n_steps = len(positions)
-                batches = (_batch(ctx, tr, pos, rows, augment, aug_gen) for pos in positions)
-            for xb, yb in batches:
+            epoch_batches, n_steps = batches.epoch()
+            for xb, yb in epoch_batches:
                 if schedule.per == "step":
                     lr_steps.append(opt.param_groups[0]["lr"])
                 with precision.autocast():
@@ -104,15 +76,54 @@ def train_fold(ctx: FoldContext, fold, on_epoch: Callable[[int], None] | None = 
     return [out]
 
 
-def _batch(ctx: FoldContext, tr: torch.Tensor, pos, rows, augment: Augmenter,
-           gen: torch.Generator):
-    """One training batch: positions ``pos`` into the fold's training list."""
-    pos = torch.as_tensor(pos)
-    idx = tr[pos.to(tr.device)]
-    if rows is not None:
-        xs = ctx.jitter.inputs(rows[pos.numpy()])
-    else:
-        xs = tuple(x[idx] for x in ctx.xs)
-    if augment:
-        xs = augment(xs, gen)
-    return ctx.model_input(xs), ctx.y[idx]
+class _Batches:
+    """A fold's training batches, epoch by epoch: the recipe's order (the same every epoch,
+    a fresh permutation, or the class-balanced sampler's), key-frame jitter draws and
+    augmentation, each from the fold's own random streams."""
+
+    def __init__(self, ctx: FoldContext, train_idx: np.ndarray, fseed: int) -> None:
+        r = ctx.recipe
+        self.ctx, self.train_idx, self.n = ctx, np.asarray(train_idx), len(train_idx)
+        self.steps = r.steps_per_epoch(self.n)
+        self.size = r.batch_size or self.n
+        self.augment = Augmenter(r.augmentation)
+        self.order_gen = torch.Generator().manual_seed(fseed + 1)
+        self.aug_gen = torch.Generator().manual_seed(fseed + 3)
+        self.rng = np.random.default_rng([fseed, 1])
+        self.tr = torch.as_tensor(train_idx, device=ctx.dev)
+        self.labels = ctx.y.cpu().numpy()[train_idx]
+        # The same batches every epoch and nothing drawn per epoch: gather them once.
+        self.fixed = None
+        if not (r.shuffle or r.sampler or self.augment or ctx.jitter):
+            self.fixed = [(ctx.model_input([x[self.tr[p]] for x in ctx.xs]), ctx.y[self.tr[p]])
+                          for p in self.positions()]
+
+    def positions(self) -> list:
+        """One epoch's batches as positions into the fold's training list."""
+        r = self.ctx.recipe
+        if r.sampler is not None:
+            return r.sampler.batches(self.labels, self.rng)
+        order = torch.randperm(self.n, generator=self.order_gen) if r.shuffle else \
+            torch.arange(self.n)
+        return [order[j * self.size:(j + 1) * self.size] for j in range(self.steps)]
+
+    def epoch(self):
+        """This epoch's batches (an iterable of (inputs, labels)) and their number."""
+        if self.fixed is not None:
+            return self.fixed, len(self.fixed)
+        ctx = self.ctx
+        rows = ctx.jitter.draw(self.train_idx, self.rng) if ctx.jitter else None
+        positions = self.positions()
+        return (self._batch(pos, rows) for pos in positions), len(positions)
+
+    def _batch(self, pos, rows):
+        ctx = self.ctx
+        pos = torch.as_tensor(pos)
+        idx = self.tr[pos.to(self.tr.device)]
+        if rows is not None:
+            xs = ctx.jitter.inputs(rows[pos.numpy()])
+        else:
+            xs = tuple(x[idx] for x in ctx.xs)
+        if self.augment:
+            xs = self.augment(xs, self.aug_gen)
+        return ctx.model_input(xs), ctx.y[idx]

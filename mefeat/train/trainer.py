@@ -257,9 +257,7 @@ def _context(plan: TrainPlan, view: ViewData, run: int, stop_after: int | None, 
                                        plan.torch_dtype),
         xs=xs, y=torch.as_tensor(view.labels, device=dev), recipe=plan.recipe, dev=dev,
         seed=plan.seed + run, num_classes=plan.num_classes,
-        jitter=None if jitter is None else DeviceJitter(
-            torch.as_tensor(jitter.bank, device=dev), jitter.start, jitter.count,
-            jitter.to_inputs),
+        jitter=None if jitter is None else DeviceJitter.on(jitter, dev),
         keep_features=plan.features,
         checkpoint=plan.policy_rule() if weights and plan.checkpoints == "selected" else None,
         channels_last=channels_last, stop_after=stop_after)
