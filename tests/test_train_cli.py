@@ -215,6 +215,30 @@ def test_a_partial_run_says_so_everywhere(store, tmp_path):
     assert "PARTIAL: 2 of 3 folds" in res.output and "missing: casme2/sub02" in res.output
 
 
+def test_tensorboard_event_files_hold_the_history(store, tmp_path, monkeypatch):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "tb"
+    _train(store, out, "--tensorboard", epochs=3)
+    folds = sorted(p.name for p in (out / "tensorboard" / "run0").iterdir())
+    assert folds == ["casme2_sub01", "casme2_sub02", "casme2_sub03"]
+    events = EventAccumulator(str(out / "tensorboard" / "run0" / "casme2_sub02")).Reload()
+    with (out / "history.csv").open() as f:
+        rows = [r for r in csv.DictReader(f) if r["subject"] == "casme2/sub02"]
+    for tag in ("train_loss", "test_acc"):
+        logged = [(e.step, e.value) for e in events.Scalars(tag)]
+        assert logged == [(int(r["epoch"]), pytest.approx(float(r[tag]))) for r in rows]
+    # where TensorBoard is missing: refused before anything trains
+    import torch.utils
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    monkeypatch.delattr(torch.utils, "tensorboard", raising=False)
+    res = _invoke("train", "--model", "ststnet", "--store", store, "--tensorboard",
+                  "--out", tmp_path / "no-tb")
+    assert res.exit_code == 1 and "--tensorboard needs TensorBoard" in res.output
+    assert not (tmp_path / "no-tb").exists()
+
+
 def test_score_rescores_by_the_recorded_rule_or_an_explicit_one(store, tmp_path):
     out = tmp_path / "run"
     _train(store, out, epochs=3)

@@ -145,8 +145,8 @@ def _write_csv(path: Path, rows: list[dict[str, Any]], columns: Sequence[str]) -
     write_atomic(path, write)
 
 
-def write_tensorboard(folder: Path, history: list[dict[str, Any]]) -> None:
-    """One TensorBoard run per fold (``run<r>/<subject>``): the per-epoch history."""
+def require_tensorboard():
+    """torch's ``SummaryWriter``, or a clear refusal where TensorBoard is not installed."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError as exc:  # torch's writer needs the tensorboard package
@@ -154,6 +154,12 @@ def write_tensorboard(folder: Path, history: list[dict[str, Any]]) -> None:
 
         raise MefeatError(f"--tensorboard needs TensorBoard ({exc}): pip install tensorboard"
                           ) from None
+    return SummaryWriter
+
+
+def write_tensorboard(folder: Path, history: list[dict[str, Any]]) -> None:
+    """One TensorBoard run per fold (``run<r>/<subject>``): the per-epoch history."""
+    SummaryWriter = require_tensorboard()  # noqa: N806 (a class)
     writers: dict[tuple[int, str], Any] = {}
     for row in history:
         key = (row["run"], row["subject"])

@@ -17,7 +17,7 @@ import numpy as np
 
 from mefeat.errors import ModelError
 from mefeat.provenance import environment
-from mefeat.report.train import write_reports
+from mefeat.report.train import require_tensorboard, write_reports
 from mefeat.store import FeatureStore
 from mefeat.train import LosoResult, RunFolder, StoreView, TrainPlan, make_record, run_plan
 from mefeat.train.checkpoints import load_fold_model
@@ -35,6 +35,8 @@ def run_training(model: str, store: str | os.PathLike, *, out: str | os.PathLike
     ``executor``, ``address``, ``gpus_per_job``, ``checkpoints``, ``checkpoint_dtype``,
     ``model_options``...). ``progress``: a bar of folds with the current fold's epoch.
     """
+    if tensorboard:
+        require_tensorboard()  # refused before anything trains
     source = StoreView(str(store), model, variant, tuple(sorted((view_options or {}).items())))
     data = source.load()
     plan = TrainPlan.create(model, data, **settings)
