@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from ._choices import EXECUTORS, FLOWS, SELECTIONS, SPOTTERS, LazyHelpOption, conditions_help
+from ._interrupt import kept_note, set_interrupt_note
 
 
 @click.command()
@@ -26,7 +27,13 @@ def spot(store, methods, within, as_json):
     from mefeat.keyframes import SPOT_METHODS
     from mefeat.run.spot import spot_store
 
-    tol = tuple(int(x) for x in within.split(","))
+    try:
+        tol = tuple(int(x) for x in within.split(","))
+    except ValueError:
+        tol = ()
+    if not tol or min(tol) < 0:
+        raise click.BadParameter(f"{within!r} is not a comma-separated list of frame counts "
+                                 ">= 0 (e.g. 1,2,5)", param_hint="--within")
     res = spot_store(store, methods=methods or tuple(SPOT_METHODS), within=tol)
     if as_json:
         click.echo(json.dumps(res, indent=1))
@@ -44,8 +51,9 @@ def spot(store, methods, within, as_json):
 @click.option("--baselines", is_flag=True, help="Every registered model.")
 @click.option("--models", "models", default=None, help="Comma-separated model names.")
 @click.option("--conditions", cls=LazyHelpOption, help_from=conditions_help)
-@click.option("--runs", default=3, show_default=True)
-@click.option("--epochs", type=int, help="Epochs per fold (default: each paper's).")
+@click.option("--runs", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1),
+              help="Epochs per fold (default: each paper's).")
 @click.option("--selection", type=SELECTIONS, default="last", show_default=True,
               help="Epoch selection applied to every job: last; test-best or official (each "
               "model's own rule) pick on the test subjects and are labelled so.")
@@ -56,9 +64,10 @@ def spot(store, methods, within, as_json):
 @click.option("--flow", type=FLOWS,
               help="Flow method of the variants (default: the one the store was made with).")
 @click.option("--executor", type=EXECUTORS, default="local", show_default=True)
-@click.option("--workers", default=1, show_default=True, help="Processes (or Ray CPUs).")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Processes (or Ray CPUs).")
 @click.option("--address", help="Ray cluster address (default: start a local Ray).")
-@click.option("--gpus-per-job", default=0.0, show_default=True,
+@click.option("--gpus-per-job", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="GPU fraction per job on Ray, so small folds share a GPU.")
 @click.option("--device", help="cpu, cuda, cuda:1… [default: cuda with --gpus-per-job > 0, "
               "else cpu]")
@@ -75,6 +84,7 @@ def bench(store, out, baselines, models, conditions, runs, epochs, selection, sw
       mefeat bench demo/features.zarr --models causalnet --conditions gt \\
           --sweep causalnet.block_length=1,2,4,6 --out demo/fig1
     """
+    set_interrupt_note(kept_note("bench", out))
     from mefeat.run.bench import run_bench
 
     names = None if baselines or not models else [m.strip() for m in models.split(",")]

@@ -16,6 +16,7 @@ from ._choices import (
     LazyHelpOption,
     keyframes_help,
 )
+from ._interrupt import kept_note, set_interrupt_note
 
 
 @click.command()
@@ -31,13 +32,15 @@ from ._choices import (
 @click.option("--flow", type=FLOWS, default="tvl1", show_default=True)
 @click.option("--flow-param", "flow_params", multiple=True, metavar="NAME=VALUE",
               help="A flow parameter, e.g. lambda_=0.15 (repeatable).")
-@click.option("--flow-size", type=int, help="Compute the flows on the aligned frames resized "
-              "to this side (as the OFF-TANet repository does on 28-px frames); the variants "
-              "are named gt-28px... [default: at the aligned size]")
-@click.option("--size", default=224, show_default=True, help="Side of the aligned face.")
+@click.option("--flow-size", type=click.IntRange(min=8),
+              help="Compute the flows on the aligned frames resized to this side (as the "
+              "OFF-TANet repository does on 28-px frames); the variants are named gt-28px... "
+              "[default: at the aligned size]")
+@click.option("--size", type=click.IntRange(min=32), default=224, show_default=True,
+              help="Side of the aligned face.")
 @click.option("--keyframes", multiple=True, default=("gt",), show_default=True,
               cls=LazyHelpOption, help_from=keyframes_help)
-@click.option("--workers", default=1, show_default=True,
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Processes (or Ray CPUs) computing clips.")
 @click.option("--executor", type=EXECUTORS, default="process", show_default=True,
               help="Where clips are computed; this process alone writes the store.")
@@ -58,6 +61,7 @@ def extract(root, dataset, annotations, store, label_scheme, flow, flow_params, 
           --labels megc2019 --store casme2.zarr --workers 2
       mefeat extract --store casme2.zarr --keyframes noise:10:0 --keyframes spot:flowpeak
     """
+    set_interrupt_note(kept_note("store", store))
     from mefeat.options import parse_assignments
     from mefeat.run.extract import add_variants
     from mefeat.run.extract import extract as run_extract
@@ -83,8 +87,8 @@ def extract(root, dataset, annotations, store, label_scheme, flow, flow_params, 
     for line in summary.lines():
         click.echo(line)
     if not summary.done and not summary.resumed:  # also when every row was skipped
-        click.echo("error: nothing was extracted: every sample failed or was skipped (reasons "
-                   "above); fix them and run again", err=True)
+        click.echo("mefeat: error: nothing was extracted: every sample failed or was skipped "
+                   "(reasons above); fix them and run again", err=True)
         raise SystemExit(1)
     if summary.failed and strict:
         raise SystemExit(1)
@@ -167,6 +171,8 @@ def export(store, fmt, out, variant):
     from mefeat.run.export_official import export_official
 
     out = out or Path(str(Path(store).with_suffix("")) + f"_{fmt}")
+    set_interrupt_note(lambda: f"nothing was written to {out} (the partial folder is removed); "
+                       "run the command again")
     summary = export_official(store, fmt=fmt, out=out, variant=variant)
     for line in summary.lines():
         click.echo(line)
@@ -175,9 +181,11 @@ def export(store, fmt, out, variant):
 @click.command()
 @click.option("--out", default="demo", show_default=True, type=click.Path(path_type=Path),
               help="Folder for the demo dataset, its store and its reports.")
-@click.option("--subjects", default=4, show_default=True)
-@click.option("--clips", default=5, show_default=True, help="Clips per subject.")
-@click.option("--workers", default=2, show_default=True)
+@click.option("--subjects", type=click.IntRange(min=2), default=4, show_default=True,
+              help="Subjects (LOSO needs two at least).")
+@click.option("--clips", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Clips per subject.")
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--train/--no-train", default=True, show_default=True,
               help="Also train a small model under LOSO on the demo store.")
 def demo(out, subjects, clips, workers, train):

@@ -1,27 +1,83 @@
 """The ``mefeat`` command: a click group whose commands parse, call the library, print.
 
-Library errors (``MefeatError``) become a one-line message and exit status 1; ``--debug``
-shows the traceback instead.
+Every message a user can cause is one line on stderr, ``mefeat: error: …``: a library error
+(``MefeatError``) or what the file system says of a path (``OSError``), exit status 1, or a
+usage error (a bad option or value), exit status 2;
+``--debug`` shows the traceback instead. Ctrl-C (SIGINT) and SIGTERM stop a command with one
+line that says what was kept and how to go on (exit status 130 and 143), no traceback. Any
+other exception is a bug in mefeat: its traceback is shown, with where to report it.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+import traceback
 
 import click
 
 from mefeat.errors import MefeatError
+from mefeat.signals import Terminated, raise_terminated
+
+REPORT = ("this is a bug in mefeat, not in your data or command: please report it, with the "
+          "command and the traceback above, on the mefeat repository's issue tracker")
+
+
+def _one_line(text: str) -> str:
+    return "; ".join(line.strip() for line in str(text).splitlines() if line.strip())
 
 
 class _Group(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except MefeatError as exc:
+        except (MefeatError, OSError) as exc:
+            # OSError: what the file system says (no such folder, permission, disk full)
+            # about a path the user gave, or about the disk they gave it on.
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"error: {exc}", err=True)
+            text = _one_line(exc) if isinstance(exc, MefeatError) else (
+                f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc))
+            click.echo(f"mefeat: error: {text}", err=True)
             sys.exit(1)
+        except (KeyboardInterrupt, Terminated) as exc:
+            sigint = isinstance(exc, KeyboardInterrupt)
+            note = (ctx.obj or {}).get("interrupt_note")
+            try:
+                kept = note() if note is not None else ""
+            except Exception:  # the note must not turn an interrupt into a traceback
+                kept = ""
+            click.echo(f"mefeat: interrupted ({'Ctrl-C' if sigint else 'SIGTERM'}): "
+                       + (kept or "run the command again"), err=True)
+            sys.exit(130 if sigint else 143)
+        except (click.exceptions.ClickException, click.exceptions.Exit,
+                click.exceptions.Abort):
+            raise
+        except Exception:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            traceback.print_exc()
+            click.echo(f"mefeat: internal error: {REPORT}", err=True)
+            sys.exit(1)
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True,
+             **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.ClickException as exc:  # usage errors: one line too
+            ctx = getattr(exc, "ctx", None)
+            path = " ".join(["mefeat", *ctx.command_path.split()[1:]]) if ctx else "mefeat"
+            where = f" (see `{path} --help`)"
+            click.echo(f"mefeat: error: {_one_line(exc.format_message())}{where}", err=True)
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:  # Ctrl-C before a command started
+            click.echo("mefeat: interrupted (Ctrl-C) before the command started: nothing was "
+                       "done; run the command again", err=True)
+            sys.exit(130)
+        sys.exit(rv if isinstance(rv, int) else 0)
 
 
 def _environment_lines(as_json: bool = False) -> list[str]:
@@ -101,8 +157,30 @@ def _register_commands() -> None:
 _register_commands()
 
 
+def _unraisable(args) -> None:
+    """An interrupt that lands in a finaliser or a weakref callback is "ignored" by Python
+    (it prints a traceback and goes on): deliver it again, to the program itself."""
+    if args.exc_type is not None and issubclass(args.exc_type, (KeyboardInterrupt, Terminated)):
+        signal.raise_signal(signal.SIGINT if issubclass(args.exc_type, KeyboardInterrupt)
+                            else signal.SIGTERM)
+        return
+    sys.__unraisablehook__(args)
+
+
 def main() -> None:
-    cli(prog_name="mefeat")
+    signal.signal(signal.SIGTERM, raise_terminated)
+    sys.unraisablehook = _unraisable
+    try:
+        cli(prog_name="mefeat")
+    except SystemExit as exc:
+        if exc.code in (130, 143):
+            # Interrupted: the one line is out; leave without the interpreter's teardown,
+            # whose pending asyncio tasks of zarr and worker threads would only add noise
+            # (every write was finished or discarded before the line was printed).
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(exc.code)
+        raise
 
 
 if __name__ == "__main__":

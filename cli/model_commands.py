@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from ._choices import IMPORT_FORMATS, MODELS, PRECISIONS, SCHEMES, SELECTIONS
+from ._interrupt import kept_note, set_interrupt_note
 
 
 def _model_names() -> list[str]:
@@ -62,13 +63,14 @@ def import_features(folder, fmt, store, points, strict):
       mefeat import-features ../shared/data/features/cde28_htnet --format htnet \\
           --store htnet.zarr --points ../shared/data/features/cde28_htnet_mtcnn_points.csv
     """
+    set_interrupt_note(kept_note("store", store, f"official-{fmt}"))
     from mefeat.run.import_features import import_features as run
 
     summary = run(folder, fmt=fmt, store=store, points=points)
     for line in summary.lines():
         click.echo(line)
     if not summary.imported:
-        click.echo("error: nothing was imported: every sample failed (reasons above); fix "
+        click.echo("mefeat: error: nothing was imported: every sample failed (reasons above); fix "
                    "them and run again", err=True)
         raise SystemExit(1)
     if summary.failed and strict:
@@ -144,6 +146,7 @@ def train(model, store, variant, epochs, lr, batch_size, precision, runs, seed, 
       mefeat train --model causalnet --store causalnet.zarr --subjects casme2/sub01 \\
           --out runs/causalnet
     """
+    set_interrupt_note(kept_note("run_folder", out))
     from mefeat.options import parse_assignments
     from mefeat.run.train import run_training
 

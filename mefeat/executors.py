@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any
 
 from mefeat.errors import MefeatError
+from mefeat.signals import Terminated
 
 EXECUTORS = ("local", "process", "ray")
 
@@ -32,27 +34,39 @@ def run_jobs(
     initargs: tuple = (),
     max_in_flight: int | None = None,
 ) -> Iterator[tuple[int, Any]]:
-    """Yield ``(job index, fn(*jobs[i]))`` in order of completion.
+    """``(job index, fn(*jobs[i]))`` pairs in order of completion (the arguments are checked
+    here, the jobs run as the pairs are taken).
 
     ``initializer(*initargs)`` runs once in each worker process (and once here for the
     local executor). ``max_in_flight`` bounds the jobs submitted but not yet collected (for
     jobs whose results are large, such as aligned clips).
     """
+    check_executor(executor, address=address, gpus_per_job=gpus_per_job)
+    if executor == "local" or (executor == "process" and workers <= 1):
+        return _run_here(fn, jobs, initializer, initargs)
+    if executor == "process":
+        return _run_pool(fn, jobs, workers, initializer, initargs, max_in_flight)
+    return _run_ray(fn, jobs, address=address, gpus_per_job=gpus_per_job, workers=workers,
+                    initializer=initializer, initargs=initargs, max_in_flight=max_in_flight)
+
+
+def check_executor(executor: str, *, address: str | None = None,
+                   gpus_per_job: float = 0.0) -> None:
+    """Refuse an executor that does not exist, or settings it does not use."""
     if executor not in EXECUTORS:
         raise MefeatError(f"unknown executor {executor!r}; choose one of {EXECUTORS}")
     if gpus_per_job and executor != "ray":
         raise MefeatError("--gpus-per-job shares GPUs between Ray jobs; use --executor ray")
-    if executor == "local" or (executor == "process" and workers <= 1):
-        if initializer is not None:
-            initializer(*initargs)
-        for i, args in enumerate(jobs):
-            yield i, fn(*args)
-    elif executor == "process":
-        yield from _run_pool(fn, jobs, workers, initializer, initargs, max_in_flight)
-    else:
-        yield from _run_ray(fn, jobs, address=address, gpus_per_job=gpus_per_job,
-                            workers=workers, initializer=initializer, initargs=initargs,
-                            max_in_flight=max_in_flight)
+    if address is not None and (executor != "ray" or not address.strip()):
+        raise MefeatError(f"--address {address!r}: names a Ray cluster (host:port, auto or "
+                          "ray://host:port) for --executor ray; leave it out otherwise")
+
+
+def _run_here(fn, jobs, initializer, initargs) -> Iterator[tuple[int, Any]]:
+    if initializer is not None:
+        initializer(*initargs)
+    for i, args in enumerate(jobs):
+        yield i, fn(*args)
 
 
 def _pool_init(initializer, initargs) -> None:
@@ -63,6 +77,9 @@ def _pool_init(initializer, initargs) -> None:
     os.environ["OMP_NUM_THREADS"] = "1"
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(1)
+    # Ctrl-C reaches the whole process group: the parent stops the workers itself, so they
+    # print no traceback of their own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _exit_with_parent()
     if initializer is not None:
         initializer(*initargs)
@@ -109,8 +126,15 @@ def _run_pool(fn, jobs, workers, initializer, initargs, max_in_flight):
                 nxt = next(queue, None)
                 if nxt is not None:
                     futures[pool.submit(fn, *nxt[1])] = nxt[0]
+    except (KeyboardInterrupt, Terminated, GeneratorExit):
+        # Interrupted: the jobs in flight are dropped at once (their results were never
+        # written), not waited for.
+        for proc in list(getattr(pool, "_processes", {}).values()):
+            proc.kill()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
     finally:
-        # A failed job or an interrupted consumer must not leave hours of queued jobs
+        # A failed job or a consumer that stopped must not leave hours of queued jobs
         # running whose results nobody will write.
         pool.shutdown(wait=True, cancel_futures=True)
 

@@ -70,6 +70,7 @@ import torch
 from torch import Tensor, nn
 
 from mefeat.errors import ModelError
+from mefeat.options import Option, fraction, positive_int
 from mefeat.recipes import (
     Optimizer,
     Recipe,
@@ -528,13 +529,13 @@ VIEW = View("causalnet", ("flow_oa", "strain_oa", "flow_ao", "strain_ao"), _inpu
     code="github.com/tony19980810/CausalNet (Models.py, main_train.py; MIT licence)",
     params=276_590_089,
     options={
-        "depths": (3, 3, 9),
-        "dim": 256,
-        "heads": 3,
-        "gamma": 0.5,
-        "block_length": 1,
-        "cross_attention": "positional",
-        "dropout": 0.0,
+        "depths": Option((3, 3, 9), low=1),
+        "dim": Option(256, low=4),
+        "heads": positive_int(3),
+        "gamma": Option(0.5, low=0),
+        "block_length": positive_int(1),  # the supplement's Fig. 1 studies 1, 2, 4, 6
+        "cross_attention": Option("positional", choices=("positional", "plain")),
+        "dropout": fraction(0.0),
     },
 )
 def causalnet(

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from mefeat.errors import ModelError
+from mefeat.options import positive_int
 from mefeat.recipes import Optimizer
 
 from ._layers import DenseHead
@@ -127,7 +128,7 @@ class DualInception(DenseHead, nn.Module):
     "models/dual_inception.py (licence: GPL-3.0)",
     params=6_449_867,
     channels_last=True,  # measured faster on CPU (2 cores): 1.2-1.6x a step
-    options={"img_size": 28},
+    options={"img_size": positive_int(28)},
 )
 def dual_inception(*, num_classes: int = 3, img_size: int = 28) -> DualInception:
     """Dual-Inception as in the OFF-TANet repository (6,449,867 parameters for 3 classes)."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 from torch import Tensor, nn
 
+from mefeat.options import Option, fraction, positive_int
 from mefeat.recipes import (
     Optimizer,
     Recipe,
@@ -127,7 +128,8 @@ VIEW = View("htnet", ("flow_oa", "strain_oa"), _inputs, official=_official_input
     ),
     code="github.com/wangzhifengharrison/HTNet (Model.py, main_HTNet.py; no licence file)",
     params=139_582_982,
-    options={"depths": (2, 2, 10), "dim": 256, "heads": 3, "dropout": 0.0},
+    options={"depths": Option((2, 2, 10), low=1), "dim": Option(256, low=4),
+             "heads": positive_int(3), "dropout": fraction(0.0)},
 )
 def htnet(
     *,

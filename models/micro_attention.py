@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from mefeat.errors import ModelError
+from mefeat.options import fraction, positive_int
 from mefeat.recipes import Optimizer, StepLR
 
 from ._layers import DenseHead
@@ -135,7 +136,7 @@ class MicroAttention(DenseHead, nn.Module):
     "models/micro_attention.py (licence: GPL-3.0)",
     params=53_384_195,
     channels_last=True,  # measured faster on CPU (2 cores): 1.2-1.6x a step
-    options={"img_size": 224, "drop_rate": 0.5},
+    options={"img_size": positive_int(224), "drop_rate": fraction(0.5)},
 )
 def micro_attention(
     *, num_classes: int = 3, img_size: int = 224, drop_rate: float = 0.5

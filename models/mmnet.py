@@ -65,6 +65,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mefeat.errors import ModelError
+from mefeat.options import Option, positive_int
 from mefeat.recipes import (
     ExponentialLR,
     HorizontalFlip,
@@ -362,8 +363,8 @@ VIEW = View("mmnet", ("keyframes",), _inputs, frames=True, jitter=_jitter_inputs
     code="github.com/muse1998/MMNet (CASME2_3.py; no licence file)",
     params=9_974_531,
     options={
-        "act_groups": 1,
-        "head_width": 5,
+        "act_groups": positive_int(1),
+        "head_width": Option(5, low=1, kind=int, nullable=True),
         "keep_unused": True,
         "pos_resize_antialias": False,
     },

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from mefeat.errors import ModelError
+from mefeat.options import fraction, positive_int
 from mefeat.recipes import Optimizer
 
 from ._layers import DenseHead
@@ -108,7 +109,7 @@ class OffApexNet(DenseHead, nn.Module):
     "(licence: GPL-3.0)",
     params=2_664_475,
     channels_last=True,  # measured faster on CPU (2 cores): 1.2-1.6x a step
-    options={"img_size": 28, "drop_rate": 0.5},
+    options={"img_size": positive_int(28), "drop_rate": fraction(0.5)},
 )
 def offapexnet(*, num_classes: int = 3, img_size: int = 28, drop_rate: float = 0.5) -> OffApexNet:
     """Off-ApexNet as in the OFF-TANet repository (2,664,475 parameters for 3 classes)."""

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from mefeat.errors import ModelError
+from mefeat.options import Option, fraction, positive_int
 from mefeat.recipes import Optimizer, StepLR
 
 from ._layers import DenseHead
@@ -299,7 +300,8 @@ class OffTANet(DenseHead, nn.Module):
     "(licence: GPL-3.0)",
     params=59_403,
     channels_last=True,  # measured faster on CPU (2 cores): 1.2-1.6x a step
-    options={"net_type": "ta", "img_size": 112, "drop_rate": 0.5},
+    options={"net_type": Option("ta", choices=tuple(NET_TYPES)), "img_size": positive_int(112),
+             "drop_rate": fraction(0.5)},
 )
 def offtanet(
     *, num_classes: int = 3, net_type: str = "ta", img_size: int = 112, drop_rate: float = 0.5

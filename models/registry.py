@@ -21,6 +21,7 @@ from typing import Any
 from torch import nn
 
 from mefeat.errors import ModelError
+from mefeat.options import Option, as_option
 from mefeat.recipes import Recipe
 from mefeat.recipes.recipe import check_recipe
 from mefeat.views import View
@@ -44,7 +45,9 @@ class ModelSpec:
         params: parameter count of the official 3-class configuration (``mefeat models``
             prints it without building the network; a test checks it against the built
             model).
-        options: builder keyword arguments exposed for ablations, with defaults.
+        options: builder keyword arguments exposed for ablations, with defaults;
+            ``option_specs`` their declared types and ranges (:class:`~mefeat.options.Option`),
+            against which :meth:`check_options` checks a value before anything is built.
         channels_last: train on the CPU in channels-last memory format (model and 4-D
             inputs), where that was measured faster (it is slower for some models, e.g.
             STSTNet's batch norm); the numbers are the same up to rounding.
@@ -59,12 +62,27 @@ class ModelSpec:
     code: str = ""
     params: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    option_specs: dict[str, Option] = field(default_factory=dict)
     num_classes: int = 3
     channels_last: bool = False
 
     @property
     def inputs(self) -> dict[str, Any]:
         return {"view": self.view.name, "shapes": [list(s) for s in self.input_shapes]}
+
+    def check_options(self, given: Mapping[str, Any] | None) -> dict[str, Any]:
+        """``given`` options checked against their declared types and ranges (converted
+        where an int stands for a float); an unknown name or a value not allowed is refused
+        with one line naming the option, the value and what is allowed."""
+        given = dict(given or {})
+        unknown = set(given) - set(self.options)
+        if unknown:
+            raise ModelError(
+                f"model {self.name!r} has no option(s) {sorted(unknown)}; its options are "
+                f"{sorted(self.options)}")
+        owner = f"model {self.name!r}"
+        return {k: self.option_specs.get(k, as_option(self.options[k])).check(k, v, owner=owner)
+                for k, v in given.items()}
 
     def count_params(self) -> int:
         """The parameter count of the default configuration: ``params`` where the spec
@@ -121,7 +139,8 @@ def register(
             paper=paper,
             code=code,
             params=params,
-            options=dict(options or {}),
+            options={k: as_option(v).default for k, v in (options or {}).items()},
+            option_specs={k: as_option(v) for k, v in (options or {}).items()},
             num_classes=num_classes,
             channels_last=channels_last,
         )
@@ -162,13 +181,7 @@ def get_spec(name: str) -> ModelSpec:
 def create_model(name: str, *, num_classes: int | None = None, **options: Any) -> nn.Module:
     """Build model ``name`` with its paper defaults, overridden by ``options``."""
     spec = get_spec(name)
-    unknown = set(options) - set(spec.options)
-    if unknown:
-        raise ModelError(
-            f"model {name!r} has no option(s) {sorted(unknown)}; "
-            f"its options are {sorted(spec.options)}"
-        )
-    kwargs = {**spec.options, **options}
+    kwargs = {**spec.options, **spec.check_options(options)}
     return spec.builder(num_classes=num_classes or spec.num_classes, **kwargs)
 
 

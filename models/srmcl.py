@@ -56,6 +56,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mefeat.errors import ModelError
+from mefeat.options import Option, fraction, positive_int
 from mefeat.recipes import (
     ClassBalancedSampler,
     Optimizer,
@@ -464,13 +465,13 @@ VIEW = View("srmcl", ("flow_oa", "mag_oa"), _inputs)
     code="github.com/pakchoi-php/SRMCL (no licence file; no training script)",
     params=26_857_989,
     options={
-        "head_width": 5,
-        "mask_ratio": 0.75,
-        "mask_rounds": 2,
-        "recon_weight": 0.5,
-        "memory_weight": 0.5,
-        "memory_temp": 0.05,
-        "memory_momentum": 0.1,
+        "head_width": Option(5, low=1, kind=int, nullable=True),
+        "mask_ratio": fraction(0.75),
+        "mask_rounds": positive_int(2),
+        "recon_weight": Option(0.5, low=0),
+        "memory_weight": Option(0.5, low=0),
+        "memory_temp": Option(0.05, low=0, low_open=True),
+        "memory_momentum": Option(0.1, low=0, high=1),
     },
 )
 def srmcl(

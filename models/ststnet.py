@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mefeat._cpp import Kernel, register_kernel
+from mefeat.options import fraction
 from mefeat.recipes import (
     Optimizer,
     Recipe,
@@ -299,7 +300,7 @@ VIEW = View("ststnet", ("flow_oa", "strain_oa"), _inputs, official=_official_inp
     ),
     code="github.com/christy1206/STSTNet (main.py; no licence file)",
     params=1_683,
-    options={"dropout": 0.5},
+    options={"dropout": fraction(0.5)},
 )
 def ststnet(*, num_classes: int = 3, dropout: float = 0.5) -> STSTNet:
     """STSTNet as in the official ``main.py`` (1,683 parameters with 3 classes)."""

@@ -755,7 +755,7 @@ def test_cli_refusals_are_one_line(ctx, mutate, error, pattern):
     res = _cli(ctx.root, "--dataset", ctx.dataset, "--annotations", ctx.ann,
                "--store", ctx.store, "--size", SIZE)
     assert res.exit_code == 1
-    assert res.output.startswith("error: ") and "Traceback" not in res.output
+    assert res.output.startswith("mefeat: error: ") and "Traceback" not in res.output
     assert re.search(pattern, res.output), res.output
     assert issubclass(error, MefeatError)
 
@@ -765,7 +765,7 @@ def test_cli_second_run_with_other_settings_names_them(base, done_store, tmp_pat
     res = _cli(base.root, "--dataset", "casme2", "--annotations", base.annotations,
                "--store", store, "--size", 64)
     assert res.exit_code == 1
-    assert res.output.startswith("error: ") and "align.size: store has 112" in res.output
+    assert res.output.startswith("mefeat: error: ") and "align.size: store has 112" in res.output
     info = json.loads(CliRunner().invoke(cli, ["inspect", str(store), "--json"]).output)
     assert info["variants"]["gt"]["done"] == 1  # untouched
 

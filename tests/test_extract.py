@@ -151,7 +151,7 @@ def test_cli_errors_are_one_line(tmp_path):
     runner = CliRunner()
     res = runner.invoke(cli, ["inspect", str(tmp_path)])
     assert res.exit_code == 1
-    assert res.output.startswith("error: ") and "Traceback" not in res.output
+    assert res.output.startswith("mefeat: error: ") and "Traceback" not in res.output
     bad = tmp_path / "ann.xlsx"
     from openpyxl import Workbook
 

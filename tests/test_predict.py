@@ -232,7 +232,7 @@ def _edited_run(trained, tmp_path, **changes) -> Path:
 
 def _error(result, *fragments: str) -> None:
     assert result.exit_code == 1, result.output
-    assert result.output.startswith("error: ") and "Traceback" not in result.output
+    assert result.output.startswith("mefeat: error: ") and "Traceback" not in result.output
     for text in fragments:
         assert text in result.output, result.output
 

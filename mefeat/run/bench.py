@@ -295,13 +295,13 @@ def _run_jobs(jobs: list[BenchJob], out: Path, *, progress: bool, **executor) ->
     """Run the jobs, each result written the moment it comes back."""
     from tqdm import tqdm
 
-    bar = tqdm(total=len(jobs), desc="bench", unit="job", disable=not progress)
-    for i, result in run_jobs(bench_job, [(j,) for j in jobs], **executor):
-        fault("bench:job:write")
-        write_job(jobs[i].path(out), result)
-        fault("bench:job:written")
-        bar.update()
-    bar.close()
+    results = run_jobs(bench_job, [(j,) for j in jobs], **executor)
+    with tqdm(total=len(jobs), desc="bench", unit="job", disable=not progress) as bar:
+        for i, result in results:
+            fault("bench:job:write")
+            write_job(jobs[i].path(out), result)
+            fault("bench:job:written")
+            bar.update()
 
 
 def _write_plan(out: Path, plan: dict[str, Any], excluded: dict[str, str]) -> None:

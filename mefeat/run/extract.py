@@ -17,8 +17,8 @@ import cv2
 
 from mefeat.datasets import get_scheme, read_dataset
 from mefeat.datasets._sample import Dropped, Sample
-from mefeat.errors import MefeatError, SampleError
-from mefeat.executors import run_jobs
+from mefeat.errors import MefeatError, SampleError, StoreError
+from mefeat.executors import check_executor, run_jobs
 from mefeat.face import AlignConfig, FaceAligner
 from mefeat.flow import prepare_flow
 from mefeat.flow.features import clip_features
@@ -26,6 +26,7 @@ from mefeat.flow.maps import DIRECTION_RULE
 from mefeat.frames import check_keyframes, read_clip
 from mefeat.keyframes import KeyFrames, parse_policy
 from mefeat.provenance import environment
+from mefeat.signals import deferred_interrupts
 from mefeat.store import FeatureStore, annotations_fingerprint, cast_maps
 
 
@@ -212,6 +213,9 @@ def add_variants(
     reported, not retried."""
     existing = FeatureStore.open(store)
     config, samples = existing.config, existing.samples()
+    if "align" not in config:
+        raise StoreError(f"{store} holds imported features, no aligned frames to make flow "
+                         "variants from; extract from the dataset folder (ROOT) instead")
     dropped = [Dropped(**d) for d in existing.attrs.get("dropped", [])]
     return _extract(store, samples, dropped, config, AlignConfig(**config["align"]),
                     flow=flow, flow_params=flow_params, flow_size=flow_size,
@@ -221,6 +225,7 @@ def add_variants(
 
 def _extract(store, samples, dropped, config, align, *, flow, flow_params, flow_size,
              keyframes, workers, executor, address, progress, new_attrs) -> ExtractSummary:
+    check_executor(executor, address=address)
     root_given = new_attrs is not None
     flow_params = dict(flow_params or {})
     if flow_size is not None and not 8 <= int(flow_size) <= align.size:
@@ -282,7 +287,11 @@ def _write_results(fs, samples, variants, summary, results, total: int,
     """Write each clip's frames and variants as its result comes back."""
     from tqdm import tqdm
 
-    bar = tqdm(total=total, desc="extract", unit="clip", disable=not progress)
+    with tqdm(total=total, desc="extract", unit="clip", disable=not progress) as bar:
+        _write_each(fs, samples, variants, summary, results, bar)
+
+
+def _write_each(fs, samples, variants, summary, results, bar) -> None:
     for index, frames, landmarks, maps_of, var_errors, clip_error in results:
         key = samples[index].key
         if clip_error is not None:  # the clip itself failed (reading, detection...)
@@ -290,18 +299,19 @@ def _write_results(fs, samples, variants, summary, results, total: int,
             summary.failed[key] = clip_error
             bar.update()
             continue
-        if frames is not None:
-            fs.write_frames(key, frames, landmarks)
-        for name, (kf, maps) in maps_of.items():
-            variants[name][1].write_sample(index, kf, cast_maps(maps))
-        # A variant that could not be made keeps its reason in that variant; the sample's
-        # status is its clip's: done once its frames are aligned.
-        for name, reason in var_errors.items():
-            variants[name][1].write_failure(index, reason)
-        fs.set_status(index, "done")
+        # One step an interrupt cannot cut: the store's counts agree with its variants.
+        with deferred_interrupts():
+            if frames is not None:
+                fs.write_frames(key, frames, landmarks)
+            for name, (kf, maps) in maps_of.items():
+                variants[name][1].write_sample(index, kf, cast_maps(maps))
+            # A variant that could not be made keeps its reason in that variant; the
+            # sample's status is its clip's: done once its frames are aligned.
+            for name, reason in var_errors.items():
+                variants[name][1].write_failure(index, reason)
+            fs.set_status(index, "done")
         if var_errors:
             summary.failed[key] = "; ".join(f"variant {n}: {e}" for n, e in var_errors.items())
         else:
             summary.done.append(key)
         bar.update()
-    bar.close()

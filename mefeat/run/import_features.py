@@ -36,6 +36,7 @@ from mefeat.datasets.official import (
 from mefeat.errors import SampleError
 from mefeat.provenance import environment, file_sha256
 from mefeat.run.extract import detail_lines
+from mefeat.signals import deferred_interrupts
 from mefeat.store import FeatureStore
 
 __all__ = ["CSV_NAME", "FORMATS", "ImportSummary", "import_features"]
@@ -104,29 +105,44 @@ def import_features(
         fs.set_info(dropped=[vars(d) for d in dropped], classes=THREE_CLASSES)
         var = fs.require_imported(variant, shapes, settings, source=str(Path(folder)))
         done, status = var.done(), fs.column("status")
-        rows: dict[str, list[np.ndarray]] = {name: [] for name in shapes}
-        written, failed = [], []
+        todo = []
         for i, s in enumerate(samples):
             if done[i]:
                 if status[i] != "done":  # killed after its done flag, before its status
                     fs.set_status(i, "done")
                 summary.resumed.append(s.key)
-                continue
-            try:
-                arrays = source.images(s, where=f"{source.table.name} row {lines[i]}")
-                if point_rows is not None:
-                    arrays["points"] = points_of(point_rows, s, points)
-            except SampleError as exc:
-                failed.append(i)
-                summary.failed[s.key] = f"{exc.reason}, {_AGAIN}"
-                continue
-            for name, value in arrays.items():
-                rows[name].append(value)
-            written.append(i)
-            summary.done.append(s.key)
-        # Arrays first, done flags next, status last: a run killed in between leaves
-        # samples that are simply imported again.
-        var.write_rows(written, {name: np.stack(v) for name, v in rows.items() if v})
+            else:
+                todo.append(i)
+        for start in range(0, len(todo), BATCH):
+            _import_batch(fs, var, source, samples, lines, todo[start:start + BATCH],
+                          point_rows, points, summary)
+    return summary
+
+
+BATCH = 32  # samples read, then written together (an interrupt keeps the batches written)
+
+
+def _import_batch(fs, var, source, samples, lines, batch, point_rows, points,
+                  summary: ImportSummary) -> None:
+    rows: dict[str, list[np.ndarray]] = {}
+    written, failed = [], []
+    for i in batch:
+        s = samples[i]
+        try:
+            arrays = source.images(s, where=f"{source.table.name} row {lines[i]}")
+            if point_rows is not None:
+                arrays["points"] = points_of(point_rows, s, points)
+        except SampleError as exc:
+            failed.append(i)
+            summary.failed[s.key] = f"{exc.reason}, {_AGAIN}"
+            continue
+        for name, value in arrays.items():
+            rows.setdefault(name, []).append(value)
+        written.append(i)
+    # Arrays first, done flags next, status last, as one step an interrupt cannot cut:
+    # a run killed in between leaves samples that are simply imported again.
+    with deferred_interrupts():
+        var.write_rows(written, {name: np.stack(v) for name, v in rows.items()})
         fs.set_statuses(written, "done")
         fs.set_statuses(failed, "failed", [summary.failed[samples[i].key] for i in failed])
-    return summary
+    summary.done += [samples[i].key for i in written]

@@ -57,6 +57,7 @@ from mefeat.report.predict import draw_prediction
 from mefeat.store import cast_maps
 from mefeat.train import RunFolder, RunRecord
 from mefeat.train.checkpoints import load_fold_model, read_checkpoint_metadata
+from mefeat.train.plan import check_device
 from mefeat.views import build_inputs
 
 DEFAULT_WINDOW = 64
@@ -135,6 +136,7 @@ def load_run(run_dir: str | os.PathLike, *, fold: str | None = None, device: str
     Raises :class:`PredictError` for a folder that is not a usable run.
     """
     run_dir = Path(run_dir)
+    check_device(device)
     try:
         record = RunFolder(run_dir).record()
     except MefeatError as exc:

@@ -21,6 +21,7 @@ from mefeat.report.train import require_tensorboard, write_reports
 from mefeat.store import FeatureStore
 from mefeat.train import LosoResult, RunFolder, StoreView, TrainPlan, make_record, run_plan
 from mefeat.train.checkpoints import load_fold_model
+from mefeat.train.plan import check_device
 from mefeat.views.data import ViewData
 
 
@@ -37,7 +38,7 @@ def run_training(model: str, store: str | os.PathLike, *, out: str | os.PathLike
     """
     if tensorboard:
         require_tensorboard()  # refused before anything trains
-    source = StoreView(str(store), model, variant, tuple(sorted((view_options or {}).items())))
+    source = StoreView(str(store), model, variant, _view_options(model, view_options))
     data = source.load()
     plan = TrainPlan.create(model, data, **settings)
     record = make_record(plan, data, store_settings=_made_with(store, data.variant),
@@ -50,6 +51,13 @@ def run_training(model: str, store: str | os.PathLike, *, out: str | os.PathLike
         if bar is not None:
             bar.close()
     return write_reports(Path(out), RunFolder(out).record(), results, tensorboard=tensorboard)
+
+
+def _view_options(model: str, given: dict | None) -> tuple[tuple[str, str], ...]:
+    """The model's view options with ``given`` applied (an unknown one refused), as a key."""
+    from mefeat.models import get_spec
+
+    return tuple(sorted(get_spec(model).view.resolve_options(given).items()))
 
 
 def _made_with(store, variant: str) -> dict[str, Any]:
@@ -134,19 +142,19 @@ def run_evaluation(store: str | os.PathLike, *, out: str | os.PathLike,
     ``casme2_sub01.safetensors``...). The folds whose checkpoint is missing are named and
     left out.
     """
+    check_device(device)
     if run is not None:
         record = RunFolder(run).record()
         if record.checkpoints == "none":
             raise ModelError(f"{run}: the run kept no checkpoints (--checkpoints none)")
         model, folder = record.model, Path(run) / "checkpoints"
         model_options, view_options = record.model_options, record.view_options
-        variant = variant or record.data.get("variant")
+        variant = variant if variant is not None else record.data.get("variant")
     elif model is None or checkpoints is None:
         raise ModelError("evaluate needs --run RUN, or --model and --checkpoints")
     else:
         folder = Path(checkpoints)
-    data = StoreView(str(store), model, variant,
-                     tuple(sorted((view_options or {}).items()))).load()
+    data = StoreView(str(store), model, variant, _view_options(model, view_options)).load()
     found = {s: _find_checkpoint(folder, s) for s in sorted(set(data.subjects))}
     missing = sorted(s for s, p in found.items() if p is None)
     if len(missing) == len(found):

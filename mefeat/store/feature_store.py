@@ -344,6 +344,7 @@ class FeatureStore:
     def pick_variant(self, name: str | None) -> str:
         """``name``, or (``None``) the store's only variant, else ``gt``; else a clear error."""
         if name is not None:
+            self.variant(name)  # an unknown (or empty) name is refused here, naming the known
             return name
         names = self.variants()
         if len(names) == 1:
@@ -355,6 +356,8 @@ class FeatureStore:
 
     def variant(self, name: str) -> Variant:
         try:
+            if not name or "/" in name:  # "features/" itself is no variant
+                raise KeyError(name)
             return Variant(self.group[f"features/{name}"], name, self)
         except KeyError:
             known = ", ".join(self.variants()) or "none"

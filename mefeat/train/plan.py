@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from mefeat.errors import ModelError
 from mefeat.recipes import Recipe
 from mefeat.recipes.selection import SELECTIONS, rule_of
 from mefeat.train.checkpoints import DTYPES
@@ -84,11 +83,7 @@ class TrainPlan:
         from mefeat.models import get_spec
 
         spec = get_spec(model)
-        options = dict(model_options or {})
-        unknown = set(options) - set(spec.options)
-        if unknown:
-            raise ModelError(f"model {model!r} has no option(s) {sorted(unknown)}; "
-                             f"its options are {sorted(spec.options)}")
+        options = spec.check_options(model_options)
         base = recipe or spec.recipe
         if base is None:
             raise TrainingError(f"model {model!r} was registered without a recipe; register "
@@ -138,6 +133,10 @@ class TrainPlan:
                                 f"{self.fold_batch!r}")
         if self.gpus_per_job and self.executor != "ray":
             raise TrainingError("gpus_per_job shares GPUs between Ray jobs; use executor ray")
+        if self.address is not None and (self.executor != "ray" or not self.address.strip()):
+            raise TrainingError(f"address {self.address!r} names a Ray cluster (host:port, "
+                                "auto or ray://host:port) for executor ray; leave it out "
+                                "otherwise")
         check_device(self.device, here=self.executor != "ray")
         _check_inputs(data, shapes, self.num_classes, self.model)
 

@@ -1,0 +1,152 @@
+"""Ctrl-C and SIGTERM: one line, exit 130 / 143, no traceback from any process or thread,
+and the next run of the same command completes with the numbers of an uninterrupted one.
+
+The default suite interrupts each command at a few moments; ``-m slow`` at ten each.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _stores import demo_store, official_subset, store_arrays
+
+from mefeat.store import FeatureStore
+
+MAIN = "import sys; from mefeat.cli.main import main; sys.argv[0] = 'mefeat'; main()"
+
+
+def _start(args, cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", MAIN, *map(str, args)], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def _finish(proc: subprocess.Popen) -> tuple[int, str]:
+    _, err = proc.communicate(timeout=600)
+    return proc.returncode, err
+
+
+def _interrupt(args, cwd: Path, after: float, sig=signal.SIGINT) -> tuple[int, str]:
+    proc = _start(args, cwd)
+    time.sleep(after)
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    return _finish(proc)
+
+
+def _messages(stderr: str) -> list[str]:
+    """stderr without the progress bars (tqdm redraws a line with carriage returns)."""
+    lines = [line.split("\r")[-1].strip() for line in stderr.split("\n")]
+    return [line for line in lines if line and "|" not in line]
+
+
+def _check_interrupted(code: int, err: str, sig=signal.SIGINT) -> bool:
+    """True if the run was interrupted (it may have finished first); its output is clean."""
+    assert "Traceback" not in err and "Task was destroyed" not in err, err[-3000:]
+    if code == 0:
+        return False
+    assert code == (130 if sig == signal.SIGINT else 143), err[-2000:]
+    msgs = _messages(err)
+    assert len(msgs) <= 3, msgs
+    assert msgs[-1].startswith("mefeat: interrupted ("), msgs
+    assert msgs[-1].endswith(("; the same command goes on from there",  # what was kept
+                              "run the command again")), msgs  # nothing kept yet
+    return True
+
+
+def _moments(duration: float, count: int) -> list[float]:
+    """``count`` moments spread over a run of ``duration`` seconds (imports included)."""
+    return list(np.linspace(0.15, 0.9, count) * duration)
+
+
+@pytest.fixture(scope="module")
+def official(shared_data, tmp_path_factory):
+    root = tmp_path_factory.mktemp("official")
+    official_subset(shared_data / "features" / "cde28_htnet", root / "cde28_htnet", 16)
+    return root / "cde28_htnet"
+
+
+def _import_args(folder, store):
+    return ["import-features", folder, "--format", "htnet", "--store", store]
+
+
+def _interrupted_imports(official, tmp_path, count: int):
+    whole = tmp_path / "whole.zarr"
+    t0 = time.perf_counter()
+    code, err = _finish(_start(_import_args(official, whole), tmp_path))
+    assert code == 0, err
+    duration = time.perf_counter() - t0
+    expected = store_arrays(whole)
+    interrupted = 0
+    for k, after in enumerate(_moments(duration, count)):
+        store = tmp_path / f"s{k}.zarr"
+        code, err = _interrupt(_import_args(official, store), tmp_path, after)
+        if _check_interrupted(code, err) and store.exists():
+            interrupted += 1
+            fs = FeatureStore.open(store)  # counts agree with the variant, resumed or not
+            status = fs.column("status")
+            assert (fs.variant("official-htnet").done() == (status == "done")).all()
+        code, err = _finish(_start(_import_args(official, store), tmp_path))
+        assert code == 0, err
+        again = store_arrays(store)
+        assert again.keys() == expected.keys()
+        for name in expected:
+            np.testing.assert_array_equal(again[name], expected[name], err_msg=name)
+    return interrupted
+
+
+def _train_args(store, out):
+    return ["train", "--model", "ststnet", "--store", store, "--epochs", 150, "--workers", 2,
+            "--out", out]
+
+
+def _interrupted_trainings(tmp_path, count: int):
+    store = demo_store(tmp_path, subjects=4, clips=3, size=64)
+    t0 = time.perf_counter()
+    code, err = _finish(_start(_train_args(store, tmp_path / "whole"), tmp_path))
+    assert code == 0, err
+    duration = time.perf_counter() - t0
+    expected = (tmp_path / "whole" / "predictions.csv").read_bytes()
+    interrupted = 0
+    for k, after in enumerate(_moments(duration, count)):
+        out = tmp_path / f"r{k}"
+        code, err = _interrupt(_train_args(store, out), tmp_path, after)
+        interrupted += _check_interrupted(code, err)
+        code, err = _finish(_start(_train_args(store, out), tmp_path))
+        assert code == 0, err
+        assert (out / "predictions.csv").read_bytes() == expected
+    return interrupted
+
+
+def test_ctrl_c_in_import_features_then_the_same_command_finishes(official, tmp_path):
+    assert _interrupted_imports(official, tmp_path, 3) >= 1
+
+
+def test_ctrl_c_in_train_then_the_same_command_finishes(tmp_path):
+    assert _interrupted_trainings(tmp_path, 2) >= 1
+
+
+def test_sigterm_stops_train_with_143_and_one_line(tmp_path):
+    store = demo_store(tmp_path, subjects=3, clips=2, size=64)
+    args = ["train", "--model", "ststnet", "--store", store, "--epochs", 3000, "--workers",
+            1, "--out", tmp_path / "run"]
+    code, err = _interrupt(args, tmp_path, 6.0, signal.SIGTERM)
+    assert _check_interrupted(code, err, signal.SIGTERM)
+    assert "mefeat: interrupted (SIGTERM)" in err and "folds are kept in" in err
+
+
+@pytest.mark.slow
+def test_ten_moments_of_ctrl_c_in_import_features(official, tmp_path):
+    assert _interrupted_imports(official, tmp_path, 10) >= 5
+
+
+@pytest.mark.slow
+def test_ten_moments_of_ctrl_c_in_train(tmp_path):
+    assert _interrupted_trainings(tmp_path, 10) >= 5
