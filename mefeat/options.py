@@ -11,10 +11,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from mefeat.errors import MefeatError
+from mefeat.errors import MefeatError, ModelError
 
 
-class OptionError(MefeatError):
+class OptionError(ModelError):
     """A value an option does not allow."""
 
 

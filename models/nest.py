@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mefeat.errors import ModelError
@@ -21,6 +22,7 @@ from mefeat.errors import ModelError
 __all__ = [
     "Attention",
     "ChannelLayerNorm",
+    "GemmConv2d",
     "FeedForward",
     "GlobalMean",
     "NestGeometry",
@@ -35,6 +37,42 @@ __all__ = [
     "run_levels",
     "to_blocks",
 ]
+
+
+class GemmConv2d(nn.Conv2d):
+    """``nn.Conv2d`` (same parameters, same function) computed as one matrix product on the
+    CPU where oneDNN's convolution loses: a 1×1 convolution is ``F.linear`` over the channels,
+    a 3×3 one (padding 1) on a map of at most 2×2 positions is an im2col (``F.unfold``) and
+    ``F.linear``.
+
+    NesT's convolutions run on maps of 1×1 to 4×4 tokens with up to 4096 channels, where
+    oneDNN's training path reorders the weights on every call: measured on 2 CPU cores, one
+    CausalNet step spent 89 % of its time in ``mkldnn_convolution`` and its backward, the
+    (32, 1024→4096, 1×1) layer 84 ms a forward and backward against 31 ms as a matrix
+    product, the (872, 512→1024, 2×2, 3×3) one 2.8 s against 1.6 s (im2col loses on 4×4
+    maps, 4.3 s against 8.8 s, and keeps the convolution there). The results equal the
+    convolution's to float rounding (another order of the same sums; ``tests/
+    test_model_htnet.py`` bounds the difference); ``GemmConv2d.enabled = False`` restores
+    the convolution everywhere.
+    """
+
+    enabled = True
+
+    def forward(self, x: Tensor) -> Tensor:
+        k = self.kernel_size
+        if not self.enabled or self.groups != 1 or self.stride != (1, 1) \
+                or self.dilation != (1, 1):
+            return super().forward(x)
+        b, c, h, w = x.shape
+        weight = self.weight.reshape(self.out_channels, -1)
+        if k == (1, 1) and self.padding == (0, 0):
+            if h * w == 1:
+                return F.linear(x.reshape(b, c), weight, self.bias).reshape(b, -1, 1, 1)
+            return F.linear(x.permute(0, 2, 3, 1), weight, self.bias).permute(0, 3, 1, 2)
+        if k == (3, 3) and self.padding == (1, 1) and h * w <= 4:
+            cols = F.unfold(x, 3, padding=1).transpose(1, 2)  # (B, H·W, C·9)
+            return F.linear(cols, weight, self.bias).transpose(1, 2).reshape(b, -1, h, w)
+        return super().forward(x)
 
 
 class ChannelLayerNorm(nn.Module):
@@ -66,10 +104,10 @@ class FeedForward(nn.Module):
     def __init__(self, dim: int, mlp_mult: int = 4, dropout: float = 0.0) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Conv2d(dim, dim * mlp_mult, 1),
+            GemmConv2d(dim, dim * mlp_mult, 1),
             nn.GELU(),
             nn.Dropout(dropout),
-            nn.Conv2d(dim * mlp_mult, dim, 1),
+            GemmConv2d(dim * mlp_mult, dim, 1),
             nn.Dropout(dropout),
         )
 
@@ -92,8 +130,8 @@ class Attention(nn.Module):
         self.scale = dim_head**-0.5
         self.attend = nn.Softmax(dim=-1)
         self.dropout = nn.Dropout(dropout)
-        self.to_qkv = nn.Conv2d(dim, inner_dim * 3, 1, bias=False)
-        self.to_out = nn.Sequential(nn.Conv2d(inner_dim, dim, 1), nn.Dropout(dropout))
+        self.to_qkv = GemmConv2d(dim, inner_dim * 3, 1, bias=False)
+        self.to_out = nn.Sequential(GemmConv2d(inner_dim, dim, 1), nn.Dropout(dropout))
 
     def forward(self, x: Tensor) -> Tensor:
         b, _, h, w = x.shape
@@ -112,7 +150,7 @@ class Attention(nn.Module):
 def aggregate(dim: int, dim_out: int) -> nn.Sequential:
     """Block aggregation between hierarchy levels: conv, channel layer norm, 2× max pool."""
     return nn.Sequential(
-        nn.Conv2d(dim, dim_out, 3, padding=1),
+        GemmConv2d(dim, dim_out, 3, padding=1),
         ChannelLayerNorm(dim_out),
         nn.MaxPool2d(3, stride=2, padding=1),
     )
@@ -215,7 +253,8 @@ def nest_geometry(name: str, *, image_size: int, patch_size: int, num_hierarchie
 
 def patch_embedding(patch_size: int, channels: int, dim: int) -> nn.Sequential:
     """Patches to token channels, then a 1×1 conv to ``dim`` (official ``to_patch_embedding``)."""
-    return nn.Sequential(PatchToChannels(patch_size), nn.Conv2d(channels * patch_size**2, dim, 1))
+    return nn.Sequential(PatchToChannels(patch_size),
+                         GemmConv2d(channels * patch_size**2, dim, 1))
 
 
 def nest_level(geom: NestGeometry, i: int, mlp_mult: int, dropout: float) -> nn.ModuleList:

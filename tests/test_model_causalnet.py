@@ -219,8 +219,8 @@ def test_flow_encoder_is_shared_and_direction_encoder_separate():
     seen: dict[str, list[float]] = {"flow": [], "direction": []}
 
     def record(kind):
-        # Record the first pixel value each embedding sees, to know which images it got.
-        return lambda module, args: seen[kind].append(args[0][0, 0, 0, 0].item())
+        # Record the first pixel of every image each embedding sees, to know which it got.
+        return lambda module, args: seen[kind].extend(args[0][:, 0, 0, 0].tolist())
 
     model.to_patch_embedding.register_forward_pre_hook(record("flow"))
     model.to_patch_embedding1.register_forward_pre_hook(record("direction"))

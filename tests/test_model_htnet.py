@@ -141,3 +141,34 @@ def test_reset_classifier():
 def test_unknown_option_is_refused():
     with pytest.raises(ModelError, match="depth"):
         create_model("htnet", depth=(1, 1, 1))
+
+
+@pytest.mark.parametrize(("name", "shape"), [("htnet", (3, 28, 28)),
+                                             ("causalnet", (4, 3, 28, 28))])
+def test_nest_matrix_product_convolutions_are_the_convolutions(name, shape):
+    """GemmConv2d computes NesT's 1×1 and small-map 3×3 convolutions as matrix products: the
+    same function as nn.Conv2d to float rounding, logits and every gradient (the official
+    configurations, float32): within 1e-5 of the largest logit and gradient."""
+    from mefeat.models.nest import GemmConv2d
+
+    torch.manual_seed(0)
+    model = create_model(name).train()
+    x = torch.rand(4, *shape) * 255
+    y = torch.tensor([0, 1, 2, 1])
+    results = {}
+    try:
+        for enabled in (False, True):
+            GemmConv2d.enabled = enabled
+            model.zero_grad()
+            logits = model(x)
+            torch.nn.functional.cross_entropy(logits, y).backward()
+            results[enabled] = (logits.detach(), [p.grad.clone() for p in model.parameters()])
+    finally:
+        GemmConv2d.enabled = True
+    (conv_logits, conv_grads), (gemm_logits, gemm_grads) = results[False], results[True]
+    scale = conv_logits.abs().max()
+    torch.testing.assert_close(gemm_logits, conv_logits, rtol=0, atol=1e-5 * scale)
+    assert not torch.equal(gemm_logits, conv_logits)  # the matrix products did run
+    g_scale = max(g.abs().max() for g in conv_grads)
+    for a, b in zip(gemm_grads, conv_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5 * g_scale)

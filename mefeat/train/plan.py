@@ -137,7 +137,9 @@ class TrainPlan:
             raise TrainingError(f"address {self.address!r} names a Ray cluster (host:port, "
                                 "auto or ray://host:port) for executor ray; leave it out "
                                 "otherwise")
-        check_device(self.device, here=self.executor != "ray")
+        dev = check_device(self.device, here=self.executor != "ray")
+        if self.executor != "ray":
+            check_precision(self.recipe.precision, dev)
         _check_inputs(data, shapes, self.num_classes, self.model)
 
     def policy_rule(self):
@@ -217,3 +219,22 @@ def check_device(device: str, *, here: bool = True) -> torch.device:
         raise TrainingError(f"device {device!r} is not on this machine{build}; it has: "
                             f"{', '.join(have)}")
     return dev
+
+
+def check_precision(precision: str, dev: torch.device) -> None:
+    """Refuse bf16 on a GPU without it; on a CPU without bf16 instructions (AVX512-BF16 or
+    AMX), bf16 runs emulated, slower than fp32: say so once."""
+    if precision == "fp32":
+        return
+    if dev.type == "cuda" and precision == "bf16" and not torch.cuda.is_bf16_supported():
+        raise TrainingError(f"precision bf16 on {torch.cuda.get_device_name(dev)}: this GPU "
+                            "has no bf16; train with --precision fp16 or fp32")
+    if dev.type == "cpu":
+        from mefeat._cpp import cpu_flags
+
+        if not {"avx512_bf16", "amx_bf16"} & set(cpu_flags()):
+            import logging
+
+            logging.getLogger(__name__).warning(
+                "precision %s on this CPU: it has no bf16 instructions (AVX512-BF16 or AMX), "
+                "so bf16 runs emulated, slower than fp32", precision)

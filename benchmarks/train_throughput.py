@@ -1,0 +1,130 @@
+"""Training throughput against the hardware: per model, the forward + backward GFLOP of a
+training sample (``torch.utils.flop_counter``), the GFLOP/s one LOSO fold of ``train_loso``
+achieves on the imported official composite in float32 and in bf16 (autocast), the GFLOP/s
+of a 2048² matmul in float32 and bf16 timed in the same process (the practical peaks), the
+fractions, and the projected time of a full LOSO by the recipe on this machine.
+
+    python benchmarks/train_throughput.py                       # 1 thread, five models
+    python benchmarks/train_throughput.py --models htnet --threads 2 --json
+    python benchmarks/train_throughput.py --device cuda         # the same figures on a GPU
+
+A fold is the first subject's (casme2/sub01, 436 training samples) trained for ``--epochs``
+epochs (default: 2, CausalNet 1: one full-batch step is its whole epoch) by the model's
+recipe, its held-out evaluation after every epoch included in the time. Results:
+``--out`` (default ``benchmarks/results/train_throughput``), ``<device>-<host>.json``/``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from scale_rehearsal import DATA, import_store, matmul_gflops, train_flops_per_sample  # noqa: E402
+
+MODELS = ("offapexnet", "dual_inception", "offtanet", "htnet", "causalnet")
+STORE_OF = {"causalnet": "causalnet"}  # the others read the HTNet images (STSTNet's too)
+
+
+def fold_throughput(model: str, data, *, device: str, epochs: int, precision: str) -> dict:
+    from mefeat.train import train_loso
+
+    first = sorted(set(data.subjects))[0]
+    train_loso(model, data, epochs=1, folds=[first], device=device, workers=1,
+               precision=precision)  # warm-up: kernels, allocator, first-call costs
+    res = train_loso(model, data, epochs=epochs, folds=[first], device=device, workers=1,
+                     precision=precision)
+    seconds = res.fold_seconds[first]
+    n_train = int((data.subjects != first).sum())
+    return {"seconds": seconds, "n_train": n_train, "epochs": epochs,
+            "s_per_epoch": seconds / epochs, "precision_run": res.settings["precision_run"]}
+
+
+def measure(model: str, *, data_dir: Path, device: str, epochs: int, work: Path) -> dict:
+    from mefeat.models import get_spec
+    from mefeat.train import load_view
+
+    fmt = STORE_OF.get(model, "htnet")
+    store = work / f"{fmt}.zarr"
+    if not store.exists():
+        import_store(fmt, data_dir, store)
+    data = load_view(store, model)
+    recipe = get_spec(model).recipe
+    gflop = train_flops_per_sample(model, data) / 1e9
+    row: dict = {"model": model, "gflop_per_sample": gflop, "recipe_epochs": recipe.epochs,
+                 "folds": len(set(data.subjects))}
+    for precision in ("fp32", "bf16"):
+        r = fold_throughput(model, data, device=device, epochs=epochs, precision=precision)
+        r["gflops"] = gflop * r["n_train"] * r["epochs"] / r["seconds"]
+        r["projected_loso_h"] = r["s_per_epoch"] * recipe.epochs * row["folds"] / 3600
+        row[precision] = r
+    row["bf16_speedup"] = row["fp32"]["seconds"] / row["bf16"]["seconds"]
+    return row
+
+
+def markdown(report: dict) -> str:
+    mm32, mm16 = report["matmul_fp32_gflops"], report["matmul_bf16_gflops"]
+    lines = [f"# Training throughput on {report['host']}", "",
+             f"{report['cpu']} ({', '.join(report['vector_extensions'])}); device "
+             f"{report['device']}, torch {report['torch']}, {report['threads']} thread(s). "
+             f"Matmul 2048²: {mm32:.0f} GFLOP/s float32, {mm16:.0f} GFLOP/s bf16.", "",
+             "| model | GFLOP / sample | fp32 GFLOP/s | fraction of fp32 matmul | bf16 GFLOP/s "
+             "| bf16 speed-up | full LOSO fp32 | full LOSO bf16 |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in report["models"]:
+        lines.append(
+            f"| {r['model']} | {r['gflop_per_sample']:.3f} | {r['fp32']['gflops']:.1f} | "
+            f"{r['fp32']['gflops'] / mm32:.2f} | {r['bf16']['gflops']:.1f} | "
+            f"{r['bf16_speedup']:.2f}× | {r['fp32']['projected_loso_h']:.1f} h | "
+            f"{r['bf16']['projected_loso_h']:.1f} h |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--data", type=Path, default=DATA, help="the shared features folder")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--epochs", type=int, default=None,
+                    help="epochs of the timed fold (default: 2, CausalNet 1)")
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results"
+                    / "train_throughput")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    from mefeat.provenance import environment
+
+    torch.set_num_threads(args.threads)
+    env = environment()
+    report = {"host": platform.node() or "host", "cpu": env["cpu"]["model"],
+              "vector_extensions": env["cpu"]["vector_extensions"], "device": args.device,
+              "torch": torch.__version__, "threads": torch.get_num_threads(),
+              "commit": env["commit"],
+              "matmul_fp32_gflops": matmul_gflops(args.device),
+              "matmul_bf16_gflops": matmul_gflops(args.device, dtype=torch.bfloat16),
+              "environment": env, "models": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for model in args.models.split(","):
+            model = model.strip()
+            epochs = args.epochs or (1 if model == "causalnet" else 2)
+            t0 = time.perf_counter()
+            report["models"].append(measure(model, data_dir=args.data, device=args.device,
+                                            epochs=epochs, work=Path(tmp)))
+            print(f"  {model}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    name = f"{args.device.split(':')[0]}-{report['host']}-{report['threads']}t"
+    (args.out / f"{name}.json").write_text(json.dumps(report, indent=1, default=str))
+    (args.out / f"{name}.md").write_text(markdown(report))
+    print(json.dumps(report, default=str) if args.json else markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
