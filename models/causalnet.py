@@ -487,14 +487,17 @@ class CausalNet(nn.Module):
 # -- the view: four tiled images per sample (module docstring)
 
 
-def _inputs(a, landmarks, src, **options):
-    pts = region_points(landmarks, src)
+def _inputs(a, landmarks, src, crops="paper"):
     images = (uvs_image(a["flow_oa"], a["strain_oa"]), uvs_image(a["flow_ao"], a["strain_ao"]),
               direction_images(a["flow_oa"]), direction_images(a["flow_ao"]))
-    return (np.stack([tile_regions(x, pts) for x in images], axis=1),)
+    if crops == "official":  # main_train.py's: transposed crops at HTNet's fixed points
+        pts, official = fallback_points(len(images[0])), True
+    else:
+        pts, official = region_points(landmarks, src), False
+    return (np.stack([tile_regions(x, pts, official=official) for x in images], axis=1),)
 
 
-def _official_inputs(a, landmarks, **options):
+def _official_inputs(a, landmarks, crops="paper"):
     # The official code cuts every image at HTNet's fixed points (no per-sample landmarks).
     pts = fallback_points(len(a["image"]))
     names = ("image", "image_ao", "dir_oa", "dir_ao")
@@ -502,9 +505,12 @@ def _official_inputs(a, landmarks, **options):
                       for k in names], axis=1),)
 
 
+# ``crops``: "paper" (the default) around the onset frame's landmarks; "official" as the
+# released main_train.py cuts them, at fixed points (on mefeat's own flows).
 VIEW = View("causalnet", ("flow_oa", "strain_oa", "flow_ao", "strain_ao"), _inputs,
             official=_official_inputs,
-            official_arrays=("image", "image_ao", "dir_oa", "dir_ao"), landmarks=True)
+            official_arrays=("image", "image_ao", "dir_oa", "dir_ao"), landmarks=True,
+            options={"crops": ("paper", "official")})
 
 
 @register(

@@ -27,7 +27,14 @@ from mefeat.recipes import (
     Recipe,
     Selection,
 )
-from mefeat.views import View, fallback_points, region_points, tile_regions, uvs_image
+from mefeat.views import (
+    View,
+    apex_points,
+    fallback_points,
+    region_points,
+    tile_regions,
+    uvs_image,
+)
 
 from .nest import (
     ChannelLayerNorm,
@@ -91,19 +98,26 @@ class HTNet(nn.Module):
 # corners tiled 2×2
 
 
-def _inputs(a, landmarks, src, **options):
+def _inputs(a, landmarks, src, crops="paper"):
     image = uvs_image(a["flow_oa"], a["strain_oa"])
+    if crops == "official":  # main_HTNet.py's: transposed crops at the apex frame's points
+        return (tile_regions(image, apex_points(a["clips"], a["keyframes"], src),
+                             official=True),)
     return (tile_regions(image, region_points(landmarks, src)),)
 
 
-def _official_inputs(a, landmarks, **options):
+def _official_inputs(a, landmarks, crops="paper"):
+    # The imported official images: always cut as main_HTNet.py cuts them.
     image = a["image"].astype(np.float32)
     pts = fallback_points(len(image)) if landmarks is None else landmarks
     return (tile_regions(image, pts, official=True),)
 
 
-VIEW = View("htnet", ("flow_oa", "strain_oa"), _inputs, official=_official_inputs,
-            landmarks=True, official_points=True)
+# ``crops``: "paper" (the default) cuts the geometry the paper describes, around the onset
+# frame's landmarks; "official" as the released main_HTNet.py does (on mefeat's own flows).
+VIEW = View("htnet", ("flow_oa", "strain_oa", "keyframes"), _inputs,
+            official=_official_inputs, official_arrays=("image",), landmarks=True,
+            official_points=True, frames=True, options={"crops": ("paper", "official")})
 
 
 @register(

@@ -64,9 +64,12 @@ def _assert_jobs_ran_their_recipe(out, *, epochs):
     jobs = [json.loads(p.read_text()) for p in (out / "jobs").rglob("*.json")]
     assert jobs
     for job in jobs:
-        expected = get_spec(job["model"]).recipe.replace(epochs=epochs).to_dict()
+        recipe = get_spec(job["model"]).recipe
+        expected = recipe.replace(epochs=epochs).to_dict()
         assert job["recipe"] == json.loads(json.dumps(expected)), job["model"]
         assert job["overrides"] == {"epochs": epochs}
+        # run r trains with the recipe's seed (0 where it sets none) plus r
+        assert job["seed"] == (recipe.seed or 0) + job["run"], (job["model"], job["run"])
     return {job["model"] for job in jobs}
 
 
@@ -236,3 +239,19 @@ def test_conditions_are_compared_on_the_same_samples(farneback_store, tmp_path, 
     assert list(json.loads((out / "excluded.json").read_text())) == [victim]
     md = (out / "table.md").read_text()
     assert "the same 3 samples" in md and f"- {victim}: no features" in md
+
+
+def test_run_r_of_a_bench_trains_with_the_recipe_seed_plus_r(bench_store, tmp_path):
+    import json
+
+    from mefeat.models import get_spec, register, scoped_registry
+    from mefeat.run.bench import run_bench
+
+    spec = get_spec("ststnet")
+    with scoped_registry():
+        register("seeded_ststnet", view="ststnet", input_shapes=spec.input_shapes,
+                 recipe=spec.recipe.replace(seed=100))(spec.builder)
+        run_bench(bench_store, out=tmp_path / "s", models=["seeded_ststnet"],
+                  conditions=["gt"], runs=2, epochs=1, tsne=False, progress=False)
+    jobs = [json.loads(p.read_text()) for p in (tmp_path / "s" / "jobs").rglob("*.json")]
+    assert sorted({(j["run"], j["seed"]) for j in jobs}) == [(0, 100), (1, 101)]

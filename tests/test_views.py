@@ -126,3 +126,71 @@ def test_official_causalnet_import_crops_the_official_boxes(shared_data, tmp_pat
             assert np.array_equal(tile, png[:, r, c])
     # direction maps: blue is 0 and the hue stays in 0..45 after normalisation
     assert x[:, 2:, 0].max() == 0
+
+
+def _official_tiles(image_hwc: np.ndarray, points) -> np.ndarray:
+    """main_HTNet.py's crop-and-tile, written out: rows indexed by x, four 14-px crops,
+    [left eye | right eye] over [left lip | right lip]; points clamped to [7, 21], truncated."""
+    (lx, ly), (rx, ry), (mlx, mly), (mrx, mry) = (
+        np.clip(np.asarray(p, np.float64), 7, 21).astype(int) for p in points)
+    crop = [image_hwc[x - 7:x + 7, y - 7:y + 7] for x, y in ((lx, ly), (rx, ry), (mlx, mly),
+                                                            (mrx, mry))]
+    return np.concatenate([np.concatenate(crop[:2], axis=1),
+                           np.concatenate(crop[2:], axis=1)], axis=0)
+
+
+def test_official_crop_geometry_on_mefeat_flows(tmp_path, aligner):
+    """crops=official: HTNet cut at the apex frame's points, CausalNet at the fixed points,
+    both transposed as the released scripts cut them, on flows mefeat extracted."""
+    from _stores import demo_store
+
+    from mefeat.store import FeatureStore
+    from mefeat.train import load_view
+    from mefeat.views import region_points, uvs_image
+
+    store = demo_store(tmp_path, subjects=2, clips=2, size=112)
+    paper = load_view(store, "htnet").inputs[0]
+    official = load_view(store, "htnet", options={"crops": "official"}).inputs[0]
+    fs = FeatureStore.open(store)
+    idx, arrays = fs.variant("gt").read(["flow_oa", "strain_oa", "keyframes"])
+    images = uvs_image(arrays["flow_oa"], arrays["strain_oa"])
+    for j, i in enumerate(idx):
+        frames, _ = fs.read_frames(str(fs.column("key")[i]))
+        apex = frames[arrays["keyframes"][j][1]]
+        points = region_points(aligner.landmarks(apex)[None], apex.shape[0])[0]
+        expected = _official_tiles(images[j].transpose(1, 2, 0), points)
+        np.testing.assert_array_equal(official[j], expected.transpose(2, 0, 1))
+    assert not np.array_equal(paper, official)
+    causal = load_view(store, "causalnet", options={"crops": "official"}).inputs[0]
+    fixed = [(9.528073, 11.062551), (21.396168, 10.919773), (10.255435, 22.121233),
+             (20.583706, 22.25584)]  # main_train.py's points (mouth, not nose)
+    for j in range(len(idx)):
+        expected = _official_tiles(images[j].transpose(1, 2, 0), fixed)
+        np.testing.assert_array_equal(causal[j, 0], expected.transpose(2, 0, 1))
+
+
+def test_official_htnet_tiling_on_every_shipped_image(shared_data, tmp_path):
+    """The HTNet view of the shipped images and points equals main_HTNet.py's crop-and-tile
+    (written out above) on all 442 samples."""
+    import csv
+
+    from mefeat.run.import_features import import_features
+    from mefeat.train import load_view
+
+    features = shared_data / "features"
+    points_csv = features / "cde28_htnet_mtcnn_points.csv"
+    import_features(features / "cde28_htnet", fmt="htnet", store=tmp_path / "h.zarr",
+                    points=points_csv)
+    data = load_view(tmp_path / "h.zarr", "htnet")
+    with points_csv.open() as f:
+        rows = {r["name"]: r for r in csv.DictReader(f)}
+    assert len(data.keys) == 442
+    for i, key in enumerate(data.keys):
+        sub, clip = str(key).split("/")[1:]
+        name = f"{sub}_{clip} .png"
+        r = rows[name]
+        pts = [(float(r[f"{p}_x"]), float(r[f"{p}_y"])) for p in ("leye", "reye", "lmouth",
+                                                                  "rmouth")]
+        png = cv2.imread(str(features / "cde28_htnet" / name))
+        np.testing.assert_array_equal(data.inputs[0][i], _official_tiles(png, pts)
+                                      .transpose(2, 0, 1), err_msg=name)

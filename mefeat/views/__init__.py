@@ -21,6 +21,7 @@ same way, so both sources give the model the same kind of input.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -114,6 +115,32 @@ def tile_regions(images: np.ndarray, points: np.ndarray, *, half: int = 7,
 def fallback_points(n: int) -> np.ndarray:
     """HTNet's fixed points for ``n`` samples, (n, 4, 2)."""
     return np.broadcast_to(HTNET_FALLBACK_POINTS, (n, 4, 2)).copy()
+
+
+def apex_points(clips, keyframes: np.ndarray, src_size: int, size: int = 28) -> np.ndarray:
+    """(N, 4, 2) region points of each clip's apex frame, at ``size``: the eye centres and
+    mouth corners of dlib's 68 landmarks on the aligned apex frame, the points of MTCNN's
+    five that ``main_HTNet.py`` crops around (it runs MTCNN on the apex image), or HTNet's
+    fallback points where no single face is found there (as it falls back when MTCNN finds
+    none). ``clips(i)``: sample i's aligned frames (T, S, S) at ``src_size``."""
+    from mefeat.errors import FaceNotFoundError
+
+    aligner = _aligner()
+    out = fallback_points(len(keyframes))
+    for i, (_, apex, _) in enumerate(np.asarray(keyframes)):
+        try:
+            landmarks = aligner.landmarks(clips(i)[int(apex)], where=f"sample {i} (apex)")
+        except FaceNotFoundError:
+            continue
+        out[i] = region_points(landmarks[None], src_size, size)[0]
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _aligner():
+    from mefeat.face import FaceAligner
+
+    return FaceAligner()
 
 
 # -- the views ---------------------------------------------------------------------------
