@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from mefeat.recipes import Optimizer, Recipe, Selection, StepLR
-from mefeat.views import View, offtanet_strain, resize_maps
+from mefeat.views import InputProfile, View, offtanet_strain, resize_maps
 
 REPO = "ECNU-Cross-Innovation-Lab/PRICAI2021-Off-TANet"
 
@@ -78,3 +78,13 @@ def uvs_view(name: str, size: int) -> View:
 
     return View(name, ("flow_oa", "strain_oa"), inputs, official=official,
                 options={"strain": ("stored", "offtanet")})
+
+
+def repository_inputs(size: int, *, strain: bool) -> InputProfile:
+    """What the repository's ``data.py`` feeds a model of input side ``size``: OpenCV's Dual
+    TV-L1 (default parameters) from onset to apex on the frames resized to ``size`` with
+    INTER_CUBIC, the raw signed displacements, and (``strain``) its 3×3 Sobel strain."""
+    return InputProfile(
+        source=f"{REPO} data.py:50-71 (frames resized with INTER_CUBIC, TV-L1 at that size, "
+               "raw displacements, Sobel strain), train_arg.py img_sz",
+        flow_size=size, view_options={"strain": "offtanet"} if strain else {})

@@ -24,7 +24,7 @@ from mefeat.options import positive_int
 from mefeat.recipes import Optimizer
 
 from ._layers import DenseHead
-from ._offtanet_repo import offtanet_repository_recipe, uv_view
+from ._offtanet_repo import offtanet_repository_recipe, repository_inputs, uv_view
 from .registry import register
 
 __all__ = ["DualInception", "InceptionBlock", "dual_inception"]
@@ -128,6 +128,7 @@ class DualInception(DenseHead, nn.Module):
     "models/dual_inception.py (licence: GPL-3.0)",
     params=6_449_867,
     channels_last=True,  # measured faster on CPU (2 cores): 1.2-1.6x a step
+    official_inputs=repository_inputs(28, strain=False),
     options={"img_size": positive_int(28)},
 )
 def dual_inception(*, num_classes: int = 3, img_size: int = 28) -> DualInception:

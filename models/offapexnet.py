@@ -24,7 +24,7 @@ from mefeat.options import fraction, positive_int
 from mefeat.recipes import Optimizer
 
 from ._layers import DenseHead
-from ._offtanet_repo import offtanet_repository_recipe, uv_view
+from ._offtanet_repo import offtanet_repository_recipe, repository_inputs, uv_view
 from .registry import register
 
 __all__ = ["OffApexNet", "offapexnet"]
@@ -109,6 +109,7 @@ class OffApexNet(DenseHead, nn.Module):
     "(licence: GPL-3.0)",
     params=2_664_475,
     channels_last=True,  # measured faster on CPU (2 cores): 1.2-1.6x a step
+    official_inputs=repository_inputs(28, strain=False),
     options={"img_size": positive_int(28), "drop_rate": fraction(0.5)},
 )
 def offapexnet(*, num_classes: int = 3, img_size: int = 28, drop_rate: float = 0.5) -> OffApexNet:

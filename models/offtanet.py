@@ -36,7 +36,7 @@ from mefeat.options import Option, fraction, positive_int
 from mefeat.recipes import Optimizer, StepLR
 
 from ._layers import DenseHead
-from ._offtanet_repo import offtanet_repository_recipe, uvs_view
+from ._offtanet_repo import offtanet_repository_recipe, repository_inputs, uvs_view
 from .registry import register
 
 __all__ = ["NET_TYPES", "OffTANet", "offtanet"]
@@ -300,6 +300,7 @@ class OffTANet(DenseHead, nn.Module):
     "(licence: GPL-3.0)",
     params=59_403,
     channels_last=True,  # measured faster on CPU (2 cores): 1.2-1.6x a step
+    official_inputs=repository_inputs(112, strain=True),
     options={"net_type": Option("ta", choices=tuple(NET_TYPES)), "img_size": positive_int(112),
              "drop_rate": fraction(0.5)},
 )

@@ -24,7 +24,7 @@ from mefeat.errors import ModelError
 from mefeat.options import Option, as_option
 from mefeat.recipes import Recipe
 from mefeat.recipes.recipe import check_recipe
-from mefeat.views import View
+from mefeat.views import InputProfile, View
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,9 @@ class ModelSpec:
         channels_last: train on the CPU in channels-last memory format (model and 4-D
             inputs), where that was measured faster (it is slower for some models, e.g.
             STSTNet's batch norm); the numbers are the same up to rounding.
+        official_inputs: the inputs the official code makes (:class:`~mefeat.views.
+            InputProfile`), which ``--selection official`` trains on; ``None``: the
+            default view is the official input.
     """
 
     name: str
@@ -65,6 +68,7 @@ class ModelSpec:
     option_specs: dict[str, Option] = field(default_factory=dict)
     num_classes: int = 3
     channels_last: bool = False
+    official_inputs: InputProfile | None = None
 
     @property
     def inputs(self) -> dict[str, Any]:
@@ -110,6 +114,7 @@ def register(
     options: dict[str, Any] | None = None,
     num_classes: int = 3,
     channels_last: bool = False,
+    official_inputs: InputProfile | None = None,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Register a model builder under ``name`` (see ``ModelSpec`` for the fields).
 
@@ -143,6 +148,7 @@ def register(
             option_specs={k: as_option(v) for k, v in (options or {}).items()},
             num_classes=num_classes,
             channels_last=channels_last,
+            official_inputs=official_inputs,
         )
         return builder
 

@@ -14,7 +14,6 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import click
@@ -106,9 +105,7 @@ def _rewrite(command: str, work: Path, demo) -> list[str]:
     text = (text.replace("{root}", str(demo.root)).replace("{ann}", str(demo.annotations))
             .replace("{key}", key).replace("{features}", str(work / "features")))
     argv = shlex.split(text)
-    less = dict(SMALLER.get(argv[1], {}))  # by subcommand or script, before its path is made whole
-    if argv[:2] == ["python", "benchmarks/official_loso.py"]:
-        argv = [sys.executable, str(ROOT / argv[1]), *argv[2:]]
+    less = dict(SMALLER.get(argv[1], {}))  # by subcommand
     if "--model" in argv:
         less.update(SMALLER_FOR_MODEL.get(argv[argv.index("--model") + 1], {}))
     for flag, value in less.items():
@@ -147,7 +144,6 @@ _ONE = {"--epochs": "1", "--runs": "1", "--workers": "1"}
 SMALLER = {
     "train": _ONE,
     "bench": {**_ONE, "--conditions": "gt"},
-    "benchmarks/official_loso.py": {"--epochs": "1", "--folds": "1", "--workers": "1"},
     "extract": {"--workers": "1"},
     "demo": {"--subjects": "2", "--clips": "2", "--workers": "1"},
 }

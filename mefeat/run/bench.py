@@ -168,7 +168,8 @@ def _ensure_variants(store: str, fs: FeatureStore, specs: Sequence[str], *, work
     """Make the key-frame variants a bench needs from the store's aligned frames;
     returns {policy spec: variant}."""
     from mefeat.keyframes import parse_policy
-    from mefeat.run.extract import add_variants, variant_name
+    from mefeat.run.extract import add_variants
+    from mefeat.store import variant_name
 
     if any(v.startswith("official-") for v in fs.variants()):
         raise MefeatError(

@@ -27,7 +27,7 @@ from mefeat.frames import check_keyframes, read_clip
 from mefeat.keyframes import KeyFrames, parse_policy
 from mefeat.provenance import environment
 from mefeat.signals import deferred_interrupts
-from mefeat.store import FeatureStore, annotations_fingerprint, cast_maps
+from mefeat.store import FeatureStore, annotations_fingerprint, cast_maps, variant_name
 
 
 @dataclass
@@ -54,13 +54,6 @@ def detail_lines(failed: dict[str, str], dropped: Sequence[Dropped]) -> list[str
     """A run summary's detail: each failed sample with why, then each row left out."""
     return ([f"  failed  {key}: {why}" for key, why in sorted(failed.items())]
             + [f"  skipped {d}" for d in dropped])
-
-
-def variant_name(policy_name: str, flow: str, flow_size: int | None = None) -> str:
-    """Variant names: the key-frame policy, plus the flow method when not TV-L1, plus the
-    flow's size when it is computed on resized frames (``gt-28px``)."""
-    name = policy_name if flow == "tvl1" else f"{policy_name}-{flow}"
-    return name if flow_size is None else f"{name}-{flow_size}px"
 
 
 # -- worker side ---------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from mefeat.errors import ModelError
+from mefeat.errors import MefeatError, ModelError
 from mefeat.provenance import environment
 from mefeat.report.train import require_tensorboard, write_reports
 from mefeat.store import FeatureStore
@@ -38,6 +38,8 @@ def run_training(model: str, store: str | os.PathLike, *, out: str | os.PathLike
     """
     if tensorboard:
         require_tensorboard()  # refused before anything trains
+    if settings.get("selection") == "official" and variant is None and not view_options:
+        variant, view_options = official_inputs(model, store)
     source = StoreView(str(store), model, variant, _view_options(model, view_options))
     data = source.load()
     plan = TrainPlan.create(model, data, **settings)
@@ -51,6 +53,30 @@ def run_training(model: str, store: str | os.PathLike, *, out: str | os.PathLike
         if bar is not None:
             bar.close()
     return write_reports(Path(out), RunFolder(out).record(), results, tensorboard=tensorboard)
+
+
+def official_inputs(model: str, store) -> tuple[str | None, dict]:
+    """The variant and view options of ``model``'s official inputs (its
+    :class:`~mefeat.views.InputProfile`), or refuse a store without them, saying how to make
+    them; a model without a profile trains on the store's default variant and view."""
+    from mefeat.models import get_spec
+
+    profile = get_spec(model).official_inputs
+    if profile is None:
+        return None, {}
+    fs = FeatureStore.open(store)
+    names = profile.variants(fs.config.get("align", {}).get("size"))
+    present = [n for n in names if n in fs.variants()]
+    if present:
+        return present[0], dict(profile.view_options)
+    make = (f"make them with `{profile.extract_command(str(store))}`" if "align" in fs.config
+            else "they are made from aligned frames, which this store of imported features "
+            "does not hold")
+    example = fs.variants()[0] if fs.variants() else "gt"
+    raise MefeatError(
+        f"{model} under --selection official trains on its official inputs ({profile.source}):"
+        f" {store} has no variant {names[0]}; {make}, or give --variant (and --view-option) to "
+        f"train on other inputs (e.g. --variant {example})")
 
 
 def _view_options(model: str, given: dict | None) -> tuple[tuple[str, str], ...]:

@@ -16,8 +16,9 @@ from .layout import (
     cast_maps,
     config_diff,
     fingerprint,
+    variant_name,
 )
 from .variant import ClipReader, Variant
 
 __all__ = ["MAPS", "SCHEMA_VERSION", "ClipReader", "FeatureStore", "Variant",
-           "annotations_fingerprint", "cast_maps", "config_diff", "fingerprint"]
+           "annotations_fingerprint", "cast_maps", "config_diff", "fingerprint", "variant_name"]

@@ -133,3 +133,10 @@ def is_store(path: str) -> bool:
             f"{path}: a Zarr group that is not a mefeat store; choose another --store path"
         )
     return False
+
+
+def variant_name(policy_name: str, flow: str, flow_size: int | None = None) -> str:
+    """Variant names: the key-frame policy, plus the flow method when not TV-L1, plus the
+    flow's size when it is computed on resized frames (``gt-28px``)."""
+    name = policy_name if flow == "tvl1" else f"{policy_name}-{flow}"
+    return name if flow_size is None else f"{name}-{flow_size}px"

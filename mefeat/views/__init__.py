@@ -241,3 +241,28 @@ def offtanet_strain(flow: np.ndarray) -> np.ndarray:
         vx = cv2.Sobel(v, cv2.CV_32F, 1, 0)
         out[i, 0] = np.sqrt(ux * ux + uy * uy + 0.5 * (vx + uy) * (vx + uy))
     return out
+
+
+@dataclass(frozen=True)
+class InputProfile:
+    """The inputs a model's official code makes, as mefeat makes them: the store variant
+    (ground-truth key frames, TV-L1 on the aligned frames resized to ``flow_size`` first, or at
+    their own size) and the view's options. ``source``: where the official code says so.
+    ``--selection official`` trains on them (``mefeat.run.train``)."""
+
+    source: str
+    flow_size: int | None = None
+    view_options: dict[str, str] = field(default_factory=dict)
+
+    def variants(self, align_size: int | None) -> list[str]:
+        """The variant names that hold these inputs (at the aligned size: ``gt`` too)."""
+        from mefeat.store import variant_name
+
+        names = [variant_name("gt", "tvl1", self.flow_size)]
+        if self.flow_size is None or self.flow_size == align_size:
+            names.append("gt")
+        return names
+
+    def extract_command(self, store: str) -> str:
+        size = f" --flow-size {self.flow_size}" if self.flow_size else ""
+        return f"mefeat extract --store {store} --keyframes gt{size}"
