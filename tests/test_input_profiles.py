@@ -14,13 +14,16 @@ from _stores import demo_store
 from click.testing import CliRunner
 
 from mefeat.cli.main import cli
+from mefeat.models import get_spec
 from mefeat.run.extract import add_variants
+from mefeat.run.train import official_inputs
 from mefeat.store import FeatureStore
+from mefeat.views.data import read_view
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    return demo_store(tmp_path_factory.mktemp("profiles"), subjects=2, clips=2, size=64)
+    return demo_store(tmp_path_factory.mktemp("profiles"), subjects=2, clips=2, size=112)
 
 
 @pytest.fixture
@@ -47,6 +50,37 @@ def test_flow_size_is_opencv_tvl1_on_cubic_resized_frames(store_28):
                  for t in (onset, apex)]
         want = cv2.optflow.DualTVL1OpticalFlow_create().calc(small[0], small[1], None)
         np.testing.assert_array_equal(maps["flow_oa"][row], want.transpose(2, 0, 1))
+
+
+def _repository_strain(flow):
+    # data.py __append_optical_strain, as written (uy where vy would be)
+    ux = cv2.Sobel(flow[0], cv2.CV_32F, 1, 0)
+    uy = cv2.Sobel(flow[0], cv2.CV_32F, 0, 1)
+    vx = cv2.Sobel(flow[1], cv2.CV_32F, 1, 0)
+    return np.sqrt(ux * ux + uy * uy + 0.5 * (vx + uy) * (vx + uy))
+
+
+def test_offtanet_profile_is_the_repository_preprocessing(store):
+    # OFF-TANet: img_sz 112, calculate_strain True; the store's faces are 112 px, so its own
+    # gt variant holds the flow at that size.
+    variant, options = official_inputs("offtanet", store)
+    assert (variant, options) == ("gt", {"strain": "offtanet"})
+    data = read_view(store, get_spec("offtanet").view, variant=variant, options=options)
+    fs = FeatureStore.open(store)
+    keyframes = dict(zip(fs.column("key"), fs.variant("gt").group["keyframes"][:], strict=True))
+    assert len(data.keys) == 4
+    for x, key in zip(data.inputs[0], data.keys, strict=True):
+        frames, _ = fs.read_frames(key)
+        onset, apex, _ = keyframes[key]
+        flow = cv2.optflow.DualTVL1OpticalFlow_create().calc(
+            frames[onset], frames[apex], None).transpose(2, 0, 1)
+        want = np.concatenate([flow, _repository_strain(flow)[None]])
+        np.testing.assert_allclose(x, want, rtol=1e-5, atol=1e-6)
+
+
+def test_micro_attention_wants_224_px_flows(store):
+    with pytest.raises(Exception, match="no variant gt-224px"):
+        official_inputs("micro_attention", store)
 
 
 def _train(store, out, *extra):
