@@ -31,9 +31,10 @@ def offtanet_repository_recipe(optimizer: Optimizer, *, epochs: int, every: int,
         shuffle=True,
         schedule=schedule,
         official=Selection(
-            "all-folds", metric="uar", ties="set-order", every=every,
+            "all-folds", metric="uar", ties="set-order", every=every, counting="fold-mean",
             source=f"{REPO} train.py:65 (per-fold macro UAR), :82-84 (the epoch of best mean "
-            f"over folds), train_arg.py:{lines}",
+            f"over folds), :85-87 (the figure: mean over folds of per-fold UAR, and of UF1 at "
+            f"the same epoch, e2 being sorted by mean UAR too), train_arg.py:{lines}",
         ),
         source=f"{REPO} train_arg.py:{lines}, train.py:21-48",
     )

@@ -526,8 +526,11 @@ VIEW = View("causalnet", ("flow_oa", "strain_oa", "flow_ao", "strain_ao"), _inpu
         seed=2025,  # :135-139, once for the run
         official=Selection(
             "per-fold", metric="acc", ties="earliest", stop=(">=", 1.0),
+            counting="nonzero-folds",
             source="tony19980810/CausalNet main_train.py:347 (best < val_acc: ties keep the "
-            "earlier epoch), :356-363 (val_acc >= 1 ends the fold after recording it)",
+            "earlier epoch), :356-363 (val_acc >= 1 ends the fold after recording it; a "
+            "fold whose accuracy never rose above 0 records an empty matrix), "
+            "calculate_all_results.py (pools the recorded matrices)",
         ),
         source="tony19980810/CausalNet main_train.py:135-143, :150, :277, :286",
     ),

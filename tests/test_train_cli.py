@@ -102,7 +102,7 @@ def test_the_checkpoints_hold_the_selected_epoch(store, tmp_path, selection):
     model = "ststnet" if selection == "test-best" else "offapexnet"
     out = tmp_path / "run"
     res = _invoke("train", "--model", model, "--store", store, "--epochs", 4, "--workers", 1,
-                  "--selection", selection, "--out", out)
+                  "--selection", selection, "--variant", "gt", "--out", out)
     assert res.exit_code == 0, res.output
     m = json.loads((out / "metrics.json").read_text())
     chosen = m["runs"][0]["chosen_epoch"]

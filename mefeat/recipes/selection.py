@@ -26,11 +26,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mefeat.metrics import fold_score
+from mefeat.metrics import fold_score, metrics
 
 from .parts import RecipeError, need
 
 FOLD_METRICS = ("acc", "uar", "uf1")
+# How a paper turns the chosen epochs into its figure (``Selection.counting``).
+COUNTINGS = {
+    "pooled": "pooled: every held-out sample of every fold in one confusion (MEGC 2019)",
+    "fold-mean": "mean over folds of each fold's macro UF1 / UAR / accuracy at its chosen "
+                 "epoch",
+    "nonzero-folds": "pooled over the folds whose chosen epoch has accuracy above 0; the "
+                     "others' samples are left out",
+}
 TIES = ("earliest", "latest", "set-order")
 SELECTIONS = ("last", "test-best", "official")
 
@@ -56,6 +64,9 @@ class Selection:
     after the first evaluation whose metric satisfies it (``(">=", 1.0)``); ``patience``: or
     after this many evaluations without a strict improvement. A stopped fold's later epochs
     are not candidates (mefeat still trains them, so that ``last`` comes from the same run).
+    ``counting``: how the paper turns the chosen epochs into its figure (:data:`COUNTINGS`);
+    mefeat's headline figure is always pooled, and a run scored under this rule also reports
+    the figure counted this way, next to it (:func:`counted_scores`).
     """
 
     kind: str
@@ -66,6 +77,7 @@ class Selection:
     first: int = 1
     stop: tuple[str, float] | None = None
     patience: int | None = None
+    counting: str = "pooled"
 
     def __post_init__(self) -> None:
         need(self.kind in KINDS, f"selection kind {self.kind!r} is not one of {sorted(KINDS)}")
@@ -84,6 +96,10 @@ class Selection:
              "a 'last' selection has no stop or patience")
         need(self.kind != "all-folds" or (self.stop is None and self.patience is None),
              "an 'all-folds' selection cannot stop folds early (one epoch serves all)")
+        need(self.counting in COUNTINGS, f"selection counting {self.counting!r} is not one "
+             f"of {sorted(COUNTINGS)}")
+        need(self.kind != "last" or self.counting == "pooled",
+             "a 'last' selection chooses nothing for a paper to count otherwise than pooled")
 
     def evaluated(self, epochs: int) -> list[int]:
         """The 1-based epochs this rule looks at, for a run of ``epochs`` epochs."""
@@ -109,6 +125,8 @@ class Selection:
             extra += f"; a fold stops once {self.metric} {self.stop[0]} {self.stop[1]:g}"
         if self.patience is not None:
             extra += f"; early stopping after {self.patience} evaluations without improvement"
+        if self.counting != "pooled":
+            extra += f"; the paper counts: {COUNTINGS[self.counting]}"
         return f"{text} ({tie}), evaluated at {when}{extra}"
 
 
@@ -260,3 +278,36 @@ def selected_predictions(
         pred[test] = predictions[row[e], test]
         epoch[test] = e
     return pred, epoch
+
+
+def counted_scores(
+    rule: Selection,
+    chosen: dict[str, int],
+    predictions: np.ndarray,
+    kept: Sequence[int],
+    labels: np.ndarray,
+    folds: Sequence[tuple[str, np.ndarray]],
+    num_classes: int,
+) -> dict | None:
+    """The figure as ``rule``'s paper counts it from the chosen epochs, or ``None`` where it
+    counts as mefeat does (pooled): ``counting`` and its words, ``uf1``, ``uar``, ``acc``,
+    ``folds_counted`` and ``folds_dropped`` (subjects)."""
+    if rule.counting == "pooled":
+        return None
+    row = {e: i for i, e in enumerate(kept)}
+    per_fold = [(subject, labels[test], predictions[row[chosen[subject]], test])
+                for subject, test in folds]
+    out: dict = {"counting": rule.counting, "description": COUNTINGS[rule.counting]}
+    if rule.counting == "fold-mean":
+        for m in FOLD_METRICS:
+            out[m] = float(np.mean([fold_score(m, t, p, num_classes) for _, t, p in per_fold]))
+        out.update(folds_counted=len(per_fold), folds_dropped=[])
+        return out
+    answered = [np.any(t == p) for _, t, p in per_fold]  # accuracy above 0
+    counted = [f for f, a in zip(per_fold, answered, strict=True) if a]
+    pooled = metrics(np.concatenate([t for _, t, _ in counted] or [np.zeros(0, int)]),
+                     np.concatenate([p for _, _, p in counted] or [np.zeros(0, int)]),
+                     num_classes)
+    out.update({m: pooled[m] for m in FOLD_METRICS}, folds_counted=len(counted),
+               folds_dropped=[f[0] for f, a in zip(per_fold, answered, strict=True) if not a])
+    return out

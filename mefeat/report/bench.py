@@ -20,9 +20,14 @@ from mefeat.keyframes import bench_columns
 from mefeat.metrics import metrics_table
 from mefeat.provenance import environment
 from mefeat.recipes import Recipe
-from mefeat.recipes.selection import choose_epochs, rule_of, selected_predictions
+from mefeat.recipes.selection import (
+    choose_epochs,
+    counted_scores,
+    rule_of,
+    selected_predictions,
+)
 from mefeat.report.bench_plan import BenchModel, load_run
-from mefeat.report.train import mean_std
+from mefeat.report.train import as_counted, mean_std
 
 
 def score_run(jobs: list[dict], policy: str, num_classes: int) -> dict[str, Any]:
@@ -37,13 +42,17 @@ def score_run(jobs: list[dict], policy: str, num_classes: int) -> dict[str, Any]
     for j in jobs:
         folds.append((j["fold"], np.arange(start, start + len(j["labels"]))))
         start += len(j["labels"])
-    chosen = choose_epochs(rule_of(policy, recipe.official), preds, kept, labels, folds,
-                           num_classes, recipe.epochs)
+    rule = rule_of(policy, recipe.official)
+    chosen = choose_epochs(rule, preds, kept, labels, folds, num_classes, recipe.epochs)
     pred, _ = selected_predictions(chosen, preds, kept, folds, len(labels))
     datasets = [d for j in jobs for d in j["datasets"]]
     rows = [{"label": int(y), "prediction": int(p), "dataset": d}
             for y, p, d in zip(labels, pred, datasets, strict=True)]
-    return metrics_table(rows, num_classes)
+    table = metrics_table(rows, num_classes)
+    counted = counted_scores(rule, chosen, preds, kept, labels, folds, num_classes)
+    if counted is not None:
+        table["as_counted"] = counted
+    return table
 
 
 def write_bench_reports(out: Path, models: Sequence[BenchModel], conditions: Sequence[str],
@@ -61,28 +70,59 @@ def write_bench_reports(out: Path, models: Sequence[BenchModel], conditions: Seq
     for m in models:
         row: dict[str, Any] = {"model": m.tag}
         for c in conditions:
-            scores = []
+            scored = []
             for r in range(runs):
                 jobs = load_run(out, m, c, r, list(folds))
                 if jobs is not None:
-                    scores.append(score_run(jobs, selection, num_classes)["overall"])
+                    scored.append(score_run(jobs, selection, num_classes))
+            scores = [s["overall"] for s in scored]
             for k in ("uf1", "uar", "acc"):
                 mean, std = mean_std([s[k] for s in scores])
                 row[f"{c}_{k}"] = mean if scores else None
                 row[f"{c}_{k}_std"] = std if scores else None
             row[f"{c}_runs"] = len(scores)
+            counted = as_counted(scored) if scored else None
+            if counted is not None:
+                row["counting"] = counted["counting"]
+                for k in ("uf1", "uar", "acc"):
+                    row[f"{c}_counted_{k}"] = counted[k]
+                row[f"{c}_counted_dropped"] = max(len(d) for d in counted["folds_dropped"])
+        row.setdefault("counting", "pooled")
         table.append(row)
     with (out / "table.csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, list(table[0]))
+        w = csv.DictWriter(f, list(dict.fromkeys(k for row in table for k in row)))
         w.writeheader()
         w.writerows(table)
-    notes = f"\nEpoch selection: {selection}.\n" + _sample_notes(n_samples, excluded or {})
+    notes = (f"\nEpoch selection: {selection}.\n" + _counted_markdown(table, conditions, columns)
+             + _sample_notes(n_samples, excluded or {}))
     (out / "table.md").write_text(_markdown(table, conditions, ("uf1", "uar"), columns) + notes)
     (out / "table_acc.md").write_text(_markdown(table, conditions, ("acc",), columns) + notes)
     (out / "environment.json").write_text(json.dumps(environment(), indent=1))
     _plot(out / "robustness.png", table, conditions, columns, selection)
     _tsne(out, models, folds, classes, selection)
     return table
+
+
+def _counted_markdown(table, conditions, columns) -> str:
+    """The rows whose paper counts otherwise than pooled, as that paper counts them."""
+    rows = [row for row in table if row["counting"] != "pooled"]
+    if not rows:
+        return ""
+    head = ["Method", "counting"] + [f"{columns[c].label} {m.upper()}" for c in conditions
+                                     for m in ("uf1", "uar")]
+    lines = ["", "As each paper counts (mean over runs; the table above pools every held-out "
+             "sample, as MEGC 2019 does):", "", "| " + " | ".join(head) + " |",
+             "|" + "---|" * len(head)]
+    for row in rows:
+        cells = [row["model"], row["counting"]]
+        for c in conditions:
+            dropped = row.get(f"{c}_counted_dropped")
+            for m in ("uf1", "uar"):
+                v = row.get(f"{c}_counted_{m}")
+                cells.append("—" if v is None else f"{100 * v:.2f}"
+                             + (f" ({dropped} folds dropped)" if dropped and m == "uar" else ""))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _sample_notes(n_samples: int | None, excluded: dict[str, str], shown: int = 20) -> str:

@@ -4,7 +4,10 @@ curves (and TensorBoard event files on request), and the one-screen summary ``me
 prints.
 
 ``metrics.json`` holds the scores of the run's selection policy at its top level (UF1, UAR,
-accuracy overall and per dataset, mean and std over runs), the same for every policy under
+accuracy overall and per dataset, mean and std over runs, every held-out sample pooled:
+``counting`` says so), beside it ``as_counted`` where the rule's paper counts otherwise
+(the OFF-TANet repository's mean of per-fold scores, CausalNet's pooling without the folds
+whose accuracy never rose above 0, with those folds named), the same for every policy under
 ``policies`` (``last`` always, so a chosen-epoch score always stands next to the honest one),
 each run's scores under ``runs``, how much of the data was scored (``folds_scored`` of
 ``folds_total``, ``samples_scored`` of ``samples_total``, ``missing_folds``), the
@@ -51,6 +54,21 @@ def summarise(per_run: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def as_counted(per_run: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The runs' figure as the paper counts it (mean and std over runs), with the counting
+    named and each run's dropped folds; ``None`` where the paper pools as mefeat does."""
+    counted = [r["as_counted"] for r in per_run if "as_counted" in r]
+    if not counted:
+        return None
+    out: dict[str, Any] = {k: counted[0][k] for k in ("counting", "description")}
+    out["std"] = {}
+    for m in METRICS:
+        out[m], out["std"][m] = mean_std([c[m] for c in counted])
+    out["folds_counted"] = [c["folds_counted"] for c in counted]
+    out["folds_dropped"] = [c["folds_dropped"] for c in counted]
+    return out
+
+
 def run_metrics(record: RunRecord, results: list[LosoResult], *,
                 meta: dict[str, Any] | None = None, selection: str | None = None
                 ) -> dict[str, Any]:
@@ -72,7 +90,10 @@ def run_metrics(record: RunRecord, results: list[LosoResult], *,
         "model": record.model, "view": record.view, "variant": record.data.get("variant"),
         "store": record.data.get("store"), "selection": headline,
         "selection_note": note(headline, official),
-        "policies": {p: {**summarise(runs), "note": note(p, official)}
+        "counting": first["counting"],
+        **({"as_counted": counted} if (counted := as_counted(per_run)) else {}),
+        "policies": {p: {**summarise(runs), "note": note(p, official),
+                         **({"as_counted": c} if (c := as_counted(runs)) else {})}
                      for p, runs in per_policy.items()},
         "epochs": results[0].epochs, "classes": record.classes,
         "model_options": record.model_options, "view_options": record.view_options,
@@ -172,6 +193,18 @@ def write_tensorboard(folder: Path, history: list[dict[str, Any]]) -> None:
         w.close()
 
 
+def counted_line(c: dict[str, Any]) -> str:
+    """The paper-counted figure in one line, naming the counting and any dropped folds."""
+    dropped = sorted({s for run in c["folds_dropped"] for s in run})
+    text = (f"as the paper counts ({c['counting']}: {c['description']}): UF1 {c['uf1']:.4f}  "
+            f"UAR {c['uar']:.4f}  ACC {c['acc']:.4f}")
+    if c["counting"] == "nonzero-folds":
+        text += (f"; {max(len(d) for d in c['folds_dropped'])} fold(s) dropped"
+                 + (f": {', '.join(dropped[:6])}" + (" …" if len(dropped) > 6 else "")
+                    if dropped else ""))
+    return text
+
+
 def summary_lines(m: dict[str, Any]) -> list[str]:
     """The one-screen summary of a run's ``metrics.json``."""
     several = m.get("runs_scored", len(m.get("runs", []))) > 1
@@ -192,7 +225,10 @@ def summary_lines(m: dict[str, Any]) -> list[str]:
                         m.get("runs_total", 1) > 1 else "")
                      + f"; missing: {', '.join(m['missing_folds'][:5])}"
                      + (" …" if len(m["missing_folds"]) > 5 else ""))
-    lines.append(f"  overall   {score(m, 'uf1')}  {score(m, 'uar')}  ACC {m['acc']:.4f}")
+    lines.append(f"  overall   {score(m, 'uf1')}  {score(m, 'uar')}  ACC {m['acc']:.4f}"
+                 "  (pooled)")
+    if m.get("as_counted"):
+        lines.append("  " + counted_line(m["as_counted"]))
     for ds, v in m["per_dataset"].items():
         lines.append(f"  {ds:<9} UF1 {v['uf1']:.4f}  UAR {v['uar']:.4f}  ACC {v['acc']:.4f}")
     for p, v in m.get("policies", {}).items():

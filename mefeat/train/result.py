@@ -16,7 +16,14 @@ import numpy as np
 
 from mefeat.metrics import metrics_table
 from mefeat.recipes import Recipe
-from mefeat.recipes.selection import SELECTIONS, choose_epochs, note, rule_of
+from mefeat.recipes.selection import (
+    COUNTINGS,
+    SELECTIONS,
+    choose_epochs,
+    counted_scores,
+    note,
+    rule_of,
+)
 from mefeat.train.errors import TrainingError
 
 
@@ -187,8 +194,14 @@ class LosoResult:
                      samples_scored=sum(len(f.labels) for f in self.folds),
                      samples_total=self.n_samples or sum(len(f.labels) for f in self.folds),
                      missing_folds=self.missing)
+        table["counting"] = COUNTINGS["pooled"]
         if policy != "last":
-            table["chosen_epoch"] = self.chosen(policy)
+            table["chosen_epoch"] = chosen = self.chosen(policy)
+            labels, preds, test = self._pooled()
+            counted = counted_scores(rule_of(policy, self.recipe.official), chosen, preds,
+                                     self.kept_epochs, labels, test, self.num_classes)
+            if counted is not None:
+                table["as_counted"] = counted
         return table
 
     # -- arrays over the data (in-memory runs) -------------------------------------------

@@ -86,6 +86,7 @@ class RunRecord:
         data = dict(out.pop("data"))
         data.pop("store", None)  # the same store may be read from another path
         out["data"] = data
+        out["recipe"] = _normal_recipe(out["recipe"], self.model)
         return json.loads(json.dumps(out, default=str))
 
     def to_json(self) -> str:
@@ -112,6 +113,17 @@ class RunRecord:
         except TypeError as exc:
             raise TrainingError(f"{path}: not a complete run record ({exc}); restore it, or "
                                 "train into a new --out") from None
+
+
+def _normal_recipe(recipe: dict[str, Any], model: str) -> dict[str, Any]:
+    """A recorded recipe in today's full form (a field added since, at its default, is the
+    same recipe)."""
+    from mefeat.recipes import Recipe, RecipeError
+
+    try:
+        return Recipe.from_dict(recipe, model=model).to_dict()
+    except RecipeError:
+        return recipe
 
 
 def fold_stem(subject: str) -> str:
