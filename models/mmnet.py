@@ -4,6 +4,11 @@ Li, Sui, Zhu, Zhao, "MMNet: Muscle Motion-Guided Network for Micro-Expression Re
 IJCAI 2022 (arXiv:2201.05297); official code github.com/muse1998/MMNet (``CASME2_3.py``,
 ``CA_block.py``, ``PC_module.py``; the repository carries no licence file).
 
+The official protocol is CASME II alone, LOSO over its 25 subjects that hold a clip of the
+three classes: label scheme ``casme2-3`` (happiness, surprise, negative = disgust,
+repression, fear and sadness; ``mefeat extract ... --labels casme2-3``). On the MEGC 2019
+composite MMNet runs as every baseline does, which its paper does not report.
+
 MMNet eats two RGB frames, not optical flow:
 
 * main branch: the apex-minus-onset frame difference goes through a strided 3x3 conv

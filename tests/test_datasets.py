@@ -246,6 +246,19 @@ def test_five_class_schemes(rows):
     assert kept == [] and "not covered" in dropped[0].reason
 
 
+@needs_sheets
+def test_mmnet_casme2_three_class_protocol(rows):
+    # CASME2_3.py keeps happiness (0), surprise (1) and, as negative (2), repression, disgust,
+    # fear and sadness; its LOSO list leaves out sub18, whose three clips are all 'others'.
+    s = get_scheme("casme2-3")
+    kept, dropped = s.apply(rows["casme2"])
+    counts = Counter(k.extra["class"] for k in kept)
+    assert counts == {"happiness": 32, "surprise": 25, "negative": 63 + 27 + 7 + 2}
+    assert {d.reason.split("'")[1] for d in dropped} == {"others"}
+    assert len({k.subject for k in kept}) == 25
+    assert not any(k.subject in ("18", "sub18") for k in kept)
+
+
 MMEW_EMOTIONS = {
     "happiness": 36, "surprise": 89, "disgust": 72, "fear": 16, "sadness": 13,
     "anger": 8, "others": 66,

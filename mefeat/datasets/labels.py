@@ -9,6 +9,8 @@ Class lists are fixed, sorted constants; a class's id is its index in that tuple
   subjects; CASME II 145, SMIC 164, SAMM 133), coded negative=0, positive=1, surprise=2.
 - ``casme2-5``: CASME II happiness, disgust, repression, surprise, others (Yan et al. 2014;
   sadness and fear are left out, as in the literature).
+- ``casme2-3``: CASME II happiness, surprise and negative = disgust, repression, fear and
+  sadness; others left out (MMNet's ``CASME2_3.py`` protocol, Li et al., IJCAI 2022).
 - ``samm-5``: SAMM anger, contempt, happiness, surprise, others (the 5-class SAMM protocol
   used since Davison et al., arXiv:1708.07549; disgust, fear, sadness are left out).
 - ``mmew-3`` / ``mmew-5``: MMEW negative/positive/surprise (234 clips) and disgust,
@@ -235,6 +237,10 @@ class Megc2019Scheme(LabelScheme):
 # --- registry ----------------------------------------------------------------------------
 
 CASME2_5 = ("disgust", "happiness", "others", "repression", "surprise")
+CASME2_3 = ("happiness", "negative", "surprise")
+# MMNet CASME2_3.py:94-110: these six emotions kept; all but happiness and surprise negative
+CASME2_TO_3 = {"happiness": "happiness", "surprise": "surprise", "disgust": "negative",
+               "repression": "negative", "fear": "negative", "sadness": "negative"}
 SAMM_5 = ("anger", "contempt", "happiness", "others", "surprise")
 MMEW_5 = ("disgust", "fear", "happiness", "others", "surprise")
 
@@ -249,6 +255,9 @@ def _build(name: str) -> LabelScheme:
         )
     if name == "casme2-5":
         return LabelScheme(name, CASME2_5, {"casme2": _identity(CASME2_5)}, "CASME II 5-class")
+    if name == "casme2-3":
+        return LabelScheme(name, CASME2_3, {"casme2": CASME2_TO_3},
+                           "CASME II 3-class (MMNet's protocol)")
     if name == "samm-5":
         return LabelScheme(name, SAMM_5, {"samm": _identity(SAMM_5)}, "SAMM 5-class")
     if name == "mmew-3":
@@ -262,7 +271,7 @@ def _build(name: str) -> LabelScheme:
     raise KeyError(name)
 
 
-SCHEMES = ("casme2-5", "megc2019", "mmew-3", "mmew-5", "samm-5", "smic-3")
+SCHEMES = ("casme2-3", "casme2-5", "megc2019", "mmew-3", "mmew-5", "samm-5", "smic-3")
 
 
 def get_scheme(name: str) -> LabelScheme:
