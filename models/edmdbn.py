@@ -50,6 +50,7 @@ from mefeat.errors import ModelError
 from mefeat.recipes import (
     HorizontalFlip,
     Optimizer,
+    Oversample,
     RandomCrop,
     Recipe,
     Rotation,
@@ -452,6 +453,17 @@ VIEW = View("edmdbn", ("keyframes",), _inputs, frames=True)
         # Resize((224, 224)) is the view's resize.
         augmentation=(HorizontalFlip(0.5), Rotation(4), RandomCrop(4, padding_mode="edge")),
         seed=42,  # pl.seed_everything(42) (one_model_trainer.py:306)
+        # configs/samm and configs/smic-hs-e: use_offline_aug and use_class_weight True
+        # (CASME II: both False). The class weights are computed from the oversampled file,
+        # where every class has the same count: 'balanced' gives 1 to each, a no-op.
+        oversample=Oversample(
+            ("samm", "smic", "smic-e"),
+            source="likemby/EDMDBN configs/samm/frames-fusenet-loso.yaml, configs/smic-hs-e/"
+            "frames-fusenet-loso.yaml (use_offline_aug: True); datasets/label_datasets.py:"
+            "87-117 (each class drawn with replacement to the largest class's count, per "
+            "fold), :161-162 (the fold's training file replaced by it), :74-85 and :174 (the "
+            "class weights computed from that balanced file: all 1)",
+        ),
         official=Selection(
             "per-fold", metric="uf1", ties="earliest", stop=(">", 0.99), patience=30,
             source="likemby/EDMDBN one_model_trainer.py:363-369 (ModelCheckpoint monitor uf1, "

@@ -24,6 +24,7 @@ from mefeat.recipes import (
     HorizontalFlip,
     KeyframeJitter,
     Optimizer,
+    Oversample,
     RandomCrop,
     Recipe,
     RecipeError,
@@ -709,3 +710,39 @@ def test_srmcl_recipe_trains_its_method_with_a_balanced_sampler():
     assert r.batch_size is None  # the sampler's 3 × 10 batches
     assert r.official.kind == "last"
     assert "mefeat's choices" in r.source  # no training script: the rest is said to be ours
+
+
+def test_oversample_draws_every_class_to_the_largest_count():
+    labels = np.array([0, 0, 0, 0, 1, 2, 2])
+    pos = Oversample(("samm",)).draw(labels, np.random.default_rng(0))
+    assert len(pos) == 12 and np.bincount(labels[pos]).tolist() == [4, 4, 4]
+    assert set(pos[labels[pos] == 1]) == {4}  # the only sample of class 1, four times
+    assert Oversample(("samm", "smic")).applies(["smic", "samm"])
+    assert not Oversample(("samm", "smic")).applies(["casme2", "samm"])
+
+
+@pytest.mark.parametrize(("datasets", "balanced"), [(("d",), True), (("samm",), False)])
+def test_oversampled_folds_train_on_the_balanced_list(datasets, balanced):
+    # 3 subjects of dataset "d", classes 0 ×8, 1 ×2, 2 ×2 (in every subject's share)
+    x, _, s = _data(n=12)
+    y = np.array([0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 2, 2])
+    s = np.array([f"d/s{i % 3}" for i in range(12)], dtype=object)
+    CALLS.clear()
+    train_loso("recipe_recorder", x, y, s, folds=1,
+               recipe=_recipe(epochs=1, oversample=Oversample(datasets)))
+    (batch,) = [c for t, c in CALLS if t]  # one full batch
+    _, train, _ = loso_folds(s)[0]
+    counts = np.bincount(y[train], minlength=3)
+    if not balanced:  # "d" is not among the datasets: the fold's list as it is
+        assert len(batch) == len(train)
+        return
+    assert len(batch) == 3 * counts.max()
+    rows = {tuple(np.round(x[i].ravel(), 5)): y[i] for i in train}
+    drawn = [rows[tuple(np.round(b.numpy().ravel(), 5))] for b in batch]
+    assert np.bincount(drawn).tolist() == [counts.max()] * 3
+
+
+def test_edmdbn_oversamples_on_samm_and_smic_only():
+    over = get_spec("edmdbn").recipe.oversample
+    assert over.applies(["samm"]) and over.applies(["smic"]) and over.applies(["smic-e"])
+    assert not over.applies(["casme2"]) and not over.applies(["casme2", "samm", "smic"])

@@ -14,7 +14,7 @@ adding one is one class or function in its module and its test.
 """
 
 from .augment import AUGMENTATIONS, HorizontalFlip, RandomCrop, Rotation
-from .batches import ClassBalancedSampler
+from .batches import ClassBalancedSampler, Oversample
 from .jitter import KeyframeJitter
 from .loss import LOSSES, PRECISIONS
 from .optim import SCHEDULES, ExponentialLR, Optimizer, StepLR, WarmupCosine
@@ -33,6 +33,7 @@ __all__ = [
     "HorizontalFlip",
     "KeyframeJitter",
     "Optimizer",
+    "Oversample",
     "RandomCrop",
     "Recipe",
     "RecipeError",

@@ -55,6 +55,35 @@ class ClassBalancedSampler:
         return batches
 
 
+@dataclass(frozen=True)
+class Oversample:
+    """Each fold's training list resampled once, before its first epoch: every class drawn
+    with replacement to the count of the fold's largest class, then ordered by the recipe as
+    any training list (EDMDBN's offline "balanced sampling" file). Applied to a fold when
+    every one of its training samples comes from one of ``datasets`` (the datasets whose
+    official configuration turns it on); otherwise the fold trains on its list as it is."""
+
+    datasets: tuple[str, ...]
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "datasets", tuple(self.datasets))
+        need(bool(self.datasets), "Oversample needs the datasets it applies to")
+
+    def applies(self, datasets) -> bool:
+        """Whether a fold whose training samples come from ``datasets`` oversamples."""
+        return bool(len(datasets)) and set(map(str, datasets)) <= set(self.datasets)
+
+    def draw(self, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Positions into ``labels`` (a fold's training labels): each class's positions drawn
+        with replacement to the largest class's count, classes in ascending order."""
+        classes, counts = np.unique(labels, return_counts=True)
+        need(len(classes) > 0, "oversampling got an empty training set")
+        top = int(counts.max())
+        return np.concatenate([rng.choice(np.flatnonzero(labels == c), size=top, replace=True)
+                               for c in classes]).astype(np.int64)
+
+
 def steps_per_epoch(batch_size: int | None, sampler: ClassBalancedSampler | None,
                     n_train: int) -> int:
     """Optimizer steps in one epoch of a fold with ``n_train`` training samples."""

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .augment import AUGMENTATIONS
-from .batches import ClassBalancedSampler, steps_per_epoch
+from .batches import ClassBalancedSampler, Oversample, steps_per_epoch
 from .jitter import KeyframeJitter
 from .loss import LOSSES, PRECISIONS
 from .optim import SCHEDULES, Optimizer
@@ -55,6 +55,8 @@ class Recipe:
         shuffle: reshuffle the training set every epoch (``DataLoader(shuffle=True)``);
             ``False``: the same order every epoch, as the scripts that pass no shuffle.
         sampler: a class-balanced batch sampler instead of plain batches.
+        oversample: each fold's training list first resampled to balanced classes, on the
+            datasets whose official configuration does so (:class:`Oversample`).
         loss: a loss of :data:`~mefeat.recipes.loss.LOSSES`: ``"cross_entropy"``, or
             ``"model"``: the model's own training loss (with its extra terms).
         label_smoothing: of the cross-entropy.
@@ -74,6 +76,7 @@ class Recipe:
     schedule: Any = None
     shuffle: bool = False
     sampler: ClassBalancedSampler | None = None
+    oversample: Oversample | None = None
     loss: str = "cross_entropy"
     label_smoothing: float = 0.0
     augmentation: tuple[Any, ...] = ()
@@ -113,6 +116,11 @@ class Recipe:
             need(self.batch_size in (None, self.sampler.batch_size),
                  f"batch_size {self.batch_size} differs from the sampler's "
                  f"{self.sampler.batch_size} (n_classes × n_samples)")
+        need(self.oversample is None or isinstance(self.oversample, Oversample),
+             f"oversample {self.oversample!r} is not an Oversample")
+        need(self.oversample is None or self.sampler is None,
+             "oversample and a class-balanced sampler are two answers to one question: "
+             "give one")
         need(self.seed is None or (isinstance(self.seed, int) and self.seed >= 0),
              f"seed must be None or an int >= 0, got {self.seed!r}")
 
@@ -197,7 +205,7 @@ class Recipe:
             data["schedule"] = SCHEDULES.from_record(data.get("schedule"))
             data["augmentation"] = tuple(AUGMENTATIONS.from_record(a)
                                          for a in data.get("augmentation") or ())
-            for key, kind in (("sampler", ClassBalancedSampler),
+            for key, kind in (("sampler", ClassBalancedSampler), ("oversample", Oversample),
                               ("keyframe_jitter", KeyframeJitter)):
                 if isinstance(data.get(key), Mapping):
                     data[key] = kind(**data[key])

@@ -150,6 +150,8 @@ def batching_blockers(recipe: Recipe) -> list[str]:
     why = []
     if recipe.sampler is not None:
         why.append("a class-balanced sampler gives each fold its own number of batches")
+    if recipe.oversample is not None:
+        why.append("oversampling gives each fold its own training list")
     if recipe.loss != "cross_entropy":
         why.append("the model's own loss updates its memory in place")
     if recipe.augmentation:

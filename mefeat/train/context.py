@@ -95,6 +95,7 @@ class FoldContext:
     checkpoint: Selection | None = None
     channels_last: bool = False  # the plain loop's models (CPU, ModelSpec.channels_last)
     stop_after: int | None = None
+    datasets: np.ndarray | None = None  # each sample's dataset (the recipe's oversampling)
 
     @property
     def epochs(self) -> int:

@@ -11,7 +11,8 @@ per-fold checkpoint rule needs the epoch's score.
 Random streams of fold ``s`` (fold seed ``f = fold_seed(seed, s)``): the model's
 initialisation ``torch.manual_seed(f)``; the training order ``torch.Generator(f + 1)``;
 dropout and other in-model randomness ``torch.manual_seed(f + 2)``; augmentation
-``torch.Generator(f + 3)``; the sampler and key-frame jitter ``numpy default_rng([f, 1])``.
+``torch.Generator(f + 3)``; the sampler and key-frame jitter ``numpy default_rng([f, 1])``;
+the oversampled training list (a recipe's ``oversample``) ``numpy default_rng([f, 5])``.
 """
 
 from __future__ import annotations
@@ -83,7 +84,12 @@ class _Batches:
 
     def __init__(self, ctx: FoldContext, train_idx: np.ndarray, fseed: int) -> None:
         r = ctx.recipe
-        self.ctx, self.train_idx, self.n = ctx, np.asarray(train_idx), len(train_idx)
+        train_idx = np.asarray(train_idx)
+        if r.oversample is not None and ctx.datasets is not None and \
+                r.oversample.applies(np.unique(ctx.datasets[train_idx])):
+            labels = ctx.y.cpu().numpy()[train_idx]
+            train_idx = train_idx[r.oversample.draw(labels, np.random.default_rng([fseed, 5]))]
+        self.ctx, self.train_idx, self.n = ctx, train_idx, len(train_idx)
         self.steps = r.steps_per_epoch(self.n)
         self.size = r.batch_size or self.n
         self.augment = Augmenter(r.augmentation)

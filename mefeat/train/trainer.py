@@ -260,7 +260,8 @@ def _context(plan: TrainPlan, view: ViewData, run: int, stop_after: int | None, 
         jitter=None if jitter is None else DeviceJitter.on(jitter, dev),
         keep_features=plan.features,
         checkpoint=plan.policy_rule() if weights and plan.checkpoints == "selected" else None,
-        channels_last=channels_last, stop_after=stop_after)
+        channels_last=channels_last, stop_after=stop_after,
+        datasets=np.asarray(view.datasets).astype(str))
     _CONTEXT[key] = (view, ctx)
     return ctx
 
