@@ -367,6 +367,9 @@ VIEW = View("mmnet", ("keyframes",), _inputs, frames=True, jitter=_jitter_inputs
     "Recognition, IJCAI 2022, arXiv:2201.05297",
     code="github.com/muse1998/MMNet (CASME2_3.py; no licence file)",
     params=9_974_531,
+    deviations=("its frames are the store's grayscale aligned frames, repeated to three "
+                "channels: the official code reads colour frames, which the store does "
+                "not keep",),
     options={
         "act_groups": positive_int(1),
         "head_width": Option(5, low=1, kind=int, nullable=True),

@@ -14,7 +14,7 @@ model's view (``mefeat.views``) produces it.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +54,9 @@ class ModelSpec:
         official_inputs: the inputs the official code makes (:class:`~mefeat.views.
             InputProfile`), which ``--selection official`` trains on; ``None``: the
             default view is the official input.
+        deviations: what the official training does that mefeat does not, each with why
+            (weights or code that are not published, inputs the store does not keep);
+            every run of the model carries them among its warnings.
     """
 
     name: str
@@ -69,6 +72,7 @@ class ModelSpec:
     num_classes: int = 3
     channels_last: bool = False
     official_inputs: InputProfile | None = None
+    deviations: tuple[str, ...] = ()
 
     @property
     def inputs(self) -> dict[str, Any]:
@@ -115,6 +119,7 @@ def register(
     num_classes: int = 3,
     channels_last: bool = False,
     official_inputs: InputProfile | None = None,
+    deviations: Sequence[str] = (),
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Register a model builder under ``name`` (see ``ModelSpec`` for the fields).
 
@@ -149,6 +154,7 @@ def register(
             num_classes=num_classes,
             channels_last=channels_last,
             official_inputs=official_inputs,
+            deviations=tuple(deviations),
         )
         return builder
 

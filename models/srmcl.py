@@ -464,6 +464,13 @@ VIEW = View("srmcl", ("flow_oa", "mag_oa"), _inputs)
     "Memory Contrastive Learning (venue not given by the official repository)",
     code="github.com/pakchoi-php/SRMCL (no licence file; no training script)",
     params=26_857_989,
+    deviations=(
+        "it starts from random weights: the official pre-trained weights "
+        "(best_model/pretrain.pt) are published only on a Baidu drive, not in the repository",
+        "each sample trains once: the official loader also reads offline-augmented copies of "
+        "each clip (every *_img{apex}.npz, Dataloader/dataloader_casmeII.py), made by "
+        "preprocessing code that is not released",
+    ),
     options={
         "head_width": Option(5, low=1, kind=int, nullable=True),
         "mask_ratio": fraction(0.75),

@@ -119,3 +119,19 @@ def test_a_run_recorded_before_counting_existed_is_the_same_run():
     changed = json.loads(json.dumps(recipe))
     changed["official"]["counting"] = "fold-mean"
     assert RunRecord(recipe=changed, **kw).identity() != RunRecord(recipe=recipe, **kw).identity()
+
+
+def test_a_run_says_where_the_model_departs_from_its_official_training(tmp_path):
+    # SRMCL's pre-trained weights are not published where mefeat can read them: every run
+    # of it says it starts from random weights (run.json warnings, metrics.json, summary)
+    from mefeat.train import TrainPlan, make_record
+    from mefeat.views.data import ViewData
+
+    def record(model):
+        x = tuple(np.zeros((6, *shape), np.float32) for shape in get_spec(model).input_shapes)
+        data = ViewData.from_arrays(x, np.arange(6) % 3, [f"d/s{i % 2}" for i in range(6)])
+        return make_record(TrainPlan.create(model, data), data)
+
+    assert any("srmcl deviates from its official training: it starts from random weights"
+               in w for w in record("srmcl").warnings)
+    assert not record("ststnet").warnings

@@ -94,7 +94,7 @@ def write_bench_reports(out: Path, models: Sequence[BenchModel], conditions: Seq
         w.writeheader()
         w.writerows(table)
     notes = (f"\nEpoch selection: {selection}.\n" + _counted_markdown(table, conditions, columns)
-             + _sample_notes(n_samples, excluded or {}))
+             + _sample_notes(n_samples, excluded or {}) + _deviation_notes(models))
     (out / "table.md").write_text(_markdown(table, conditions, ("uf1", "uar"), columns) + notes)
     (out / "table_acc.md").write_text(_markdown(table, conditions, ("acc",), columns) + notes)
     (out / "environment.json").write_text(json.dumps(environment(), indent=1))
@@ -123,6 +123,17 @@ def _counted_markdown(table, conditions, columns) -> str:
                              + (f" ({dropped} folds dropped)" if dropped and m == "uar" else ""))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _deviation_notes(models: Sequence[BenchModel]) -> str:
+    """What each model's official training does that mefeat does not (``ModelSpec``)."""
+    from mefeat.models import get_spec
+
+    lines = [f"- {name}: {d}" for name in dict.fromkeys(m.name for m in models)
+             for d in get_spec(name).deviations]
+    if not lines:
+        return ""
+    return "\nWhere a row departs from its official training:\n" + "\n".join(lines) + "\n"
 
 
 def _sample_notes(n_samples: int | None, excluded: dict[str, str], shown: int = 20) -> str:

@@ -147,15 +147,19 @@ def make_record(plan: TrainPlan, data: ViewData, **extra: Any) -> RunRecord:
     and the environment, which the run layer knows)."""
     from mefeat.models import get_spec
 
+    spec = get_spec(plan.model)
+    deviations = [f"{plan.model} deviates from its official training: {d}"
+                  for d in spec.deviations]
     return RunRecord(
-        model=plan.model, view=get_spec(plan.model).view.name, recipe=plan.recipe.to_dict(),
+        model=plan.model, view=spec.view.name, recipe=plan.recipe.to_dict(),
         selection=plan.selection, seed=plan.seed, runs=plan.runs,
         subjects=sorted(set(map(str, data.subjects))), n_samples=len(data.labels),
         num_classes=plan.num_classes, classes=list(data.classes),
         model_options=dict(plan.model_options), view_options=dict(data.options or {}),
         overrides=dict(plan.overrides), data=dict(data.source),
         official_format=data.official_format, checkpoints=plan.checkpoints,
-        checkpoint_dtype=plan.checkpoint_dtype, warnings=list(data.warnings), **extra)
+        checkpoint_dtype=plan.checkpoint_dtype, warnings=[*data.warnings, *deviations],
+        **extra)
 
 
 # -- jobs ---------------------------------------------------------------------------------
