@@ -35,7 +35,12 @@ def models(as_json):
         rows.append({"name": name, "params": spec.count_params(),
                      "params_official": spec.params, "inputs": spec.inputs,
                      "recipe": spec.recipe and spec.recipe.to_dict(), "options": spec.options,
-                     "paper": spec.paper, "code": spec.code})
+                     "paper": spec.paper, "code": spec.code,
+                     "official_inputs": spec.official_inputs and {
+                         "flow_size": spec.official_inputs.flow_size,
+                         "view_options": spec.official_inputs.view_options,
+                         "source": spec.official_inputs.source},
+                     "deviations": list(spec.deviations)})
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
         return

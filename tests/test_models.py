@@ -132,6 +132,11 @@ def test_models_json_lists_official_counts():
     for name, params in OFFICIAL_PARAMS.items():
         assert rows[name]["params"] == params
         assert rows[name]["inputs"]["shapes"]
+    # the OFF-TANet repository's img_sz per model (train_arg.py), and what mefeat cannot do
+    assert {n: (r["official_inputs"] or {}).get("flow_size") for n, r in rows.items()
+            if r["official_inputs"]} == {"offapexnet": 28, "dual_inception": 28,
+                                          "offtanet": 112, "micro_attention": 224}
+    assert any("Baidu" in d for d in rows["srmcl"]["deviations"])
 
 
 def test_unknown_model_and_option_are_clear_errors():
