@@ -180,6 +180,9 @@ def main() -> None:
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(exc.code)
+        if not exc.code:  # done: an interrupt from here on has nothing left to stop, and
+            for s in (signal.SIGINT, signal.SIGTERM):  # would kill the teardown by signal
+                signal.signal(s, signal.SIG_IGN)
         raise
 
 
