@@ -119,7 +119,11 @@ def test_a_damaged_cached_library_is_rebuilt(tmp_path, cache):
     kernel = _cpp.Kernel("test kernel", source)
     if kernel.load() is None:
         pytest.skip("no C++ compiler here")
-    kernel.path.write_bytes(b"")  # a full disk, a copy cut short
+    # a full disk, a copy cut short; put in place as a new file: truncating the file this
+    # process has mapped (kernel.load() above) would end the process with SIGBUS later
+    damaged = kernel.path.with_name("damaged.tmp")
+    damaged.write_bytes(b"")
+    os.replace(damaged, kernel.path)
     # in a fresh process: dlopen would hand this one the library it already holds; CXX may
     # carry a launcher's arguments
     out = _load(source, env={"CXX": "env c++"})
