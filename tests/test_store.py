@@ -137,3 +137,24 @@ def test_a_forked_worker_does_not_keep_the_writer_lock(tmp_path):
         os.waitpid(pid, 0)
         os.close(ready)
         os.close(tell)
+
+
+def test_a_variant_whose_creation_was_cut_short_is_invisible_and_made_again(tmp_path):
+    # require_imported writes the fingerprint last: killed before it, the group is there
+    # but no reader sees a variant, and the next writer makes it again
+    from mefeat.faults import InjectedFault, armed
+
+    FS = FeatureStore
+    store = tmp_path / "s.zarr"
+    with FS.create_or_resume(store, _samples(2), {"dataset": "t"}) as fs:
+        with armed("imported:create"), pytest.raises(InjectedFault):
+            fs.require_imported("v", {"image": ((3, 4, 4), "uint8")}, {"format": "t"})
+    fs = FS.open(store)
+    assert "v" in [n for n, _ in fs.group["features"].groups()]
+    assert fs.variants() == []
+    with pytest.raises(StoreError, match="no feature variant 'v'"):
+        fs.variant("v")
+    with FS.create_or_resume(store, _samples(2), {"dataset": "t"}) as fs:
+        var = fs.require_imported("v", {"image": ((3, 4, 4), "uint8")}, {"format": "t"})
+        assert not var.done().any()
+    assert FS.open(store).variants() == ["v"]

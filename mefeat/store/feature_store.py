@@ -59,6 +59,9 @@ class FeatureStore:
             ) from None
         attrs = group.attrs.asdict()
         if "schema_version" not in attrs:
+            if not is_store(path):  # our own folders only: a creation cut short
+                raise StoreError(f"{path}: a store whose creation was interrupted; run the "
+                                 "command that makes it again")
             raise StoreError(f"{path}: a Zarr group but not a mefeat store (no schema_version)")
         if attrs["schema_version"] > SCHEMA_VERSION:
             raise StoreError(
@@ -339,7 +342,11 @@ class FeatureStore:
 
     # -- variants ------------------------------------------------------------------------
     def variants(self) -> list[str]:
-        return sorted(name for name, _ in self.group["features"].groups())
+        """The variants whose creation finished (it writes the fingerprint last: a group
+        without one is a creation that an interrupt or a kill cut short, which the next
+        writer makes again and no reader sees)."""
+        return sorted(name for name, grp in self.group["features"].groups()
+                      if "fingerprint" in grp.attrs)
 
     def pick_variant(self, name: str | None) -> str:
         """``name``, or (``None``) the store's only variant, else ``gt``; else a clear error."""
@@ -356,7 +363,7 @@ class FeatureStore:
 
     def variant(self, name: str) -> Variant:
         try:
-            if not name or "/" in name:  # "features/" itself is no variant
+            if not name or "/" in name or name not in self.variants():
                 raise KeyError(name)
             return Variant(self.group[f"features/{name}"], name, self)
         except KeyError:
@@ -371,7 +378,7 @@ class FeatureStore:
         """Open variant ``name``, creating it if new; refuse one made with other ``attrs``."""
         # A variant gets its attributes last: one without them is a creation that a killed
         # run left unfinished (nothing of it is done), and is made again below.
-        if name in self.variants() and "settings" in self.variant(name).attrs:
+        if name in self.variants():
             var = self.variant(name)
             old = var.attrs.get("settings", {})
             if fingerprint(old) != fingerprint(attrs):
@@ -408,7 +415,7 @@ class FeatureStore:
         Rows are chunked one sample a chunk and counted by the ``done`` flags, as in an
         extracted variant, so an import resumes and a failed sample can be added later.
         """
-        if name in self.variants() and "fingerprint" in self.variant(name).attrs:
+        if name in self.variants():
             var = self.variant(name)
             old = var.attrs.get("settings", {})
             if fingerprint(old) != fingerprint(settings) or sorted(shapes) != var.maps:
