@@ -56,13 +56,15 @@ def spot(store, methods, within, as_json):
               help="Epochs per fold (default: each paper's).")
 @click.option("--selection", type=SELECTIONS, default="last", show_default=True,
               help="Epoch selection applied to every job: last; test-best or official (each "
-              "model's own rule) pick on the test subjects and are labelled so.")
+              "model's own rule) pick on the test subjects and are labelled so. Under official, "
+              "a model with official inputs (`mefeat models --json`) trains on them.")
 @click.option("--sweep", multiple=True, metavar="MODEL.OPTION=V1,V2",
               help="Extra models over an option, e.g. causalnet.block_length=1,2,4,6.")
 @click.option("--spot-method", default="flowpeak", show_default=True, type=SPOTTERS)
 @click.option("--variant", help="Use this variant as the GT column (e.g. an imported one).")
 @click.option("--flow", type=FLOWS,
-              help="Flow method of the variants (default: the one the store was made with).")
+              help="Flow method of the variants (default: the one the store was made with); "
+              "not of a model's official inputs under --selection official.")
 @click.option("--executor", type=EXECUTORS, default="local", show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Processes (or Ray CPUs).")

@@ -280,3 +280,47 @@ def test_official_bench_rows_also_say_what_the_paper_counts(bench_store, tmp_pat
     assert float(row["gt_counted_uar"]) == pytest.approx(np.mean(per_fold))
     md = (out / "table.md").read_text()
     assert "As each paper counts" in md and "| offapexnet | fold-mean |" in md
+
+
+def test_official_bench_trains_each_model_on_its_official_inputs(bench_store, tmp_path):
+    # Under official, Off-ApexNet's rows come from TV-L1 on frames resized to 28 px (its
+    # repository's data.py), OFF-TANet's at 112 px (the store's own side: the store's TV-L1
+    # variants serve) with its Sobel strain; STSTNet, without a profile, from the store's flow.
+    import json
+
+    from mefeat.store import FeatureStore
+
+    store = _copy(bench_store, tmp_path)
+    out = tmp_path / "o"
+    res = CliRunner().invoke(cli, ["bench", str(store), "--models", "offapexnet,offtanet,ststnet",
+                                   "--conditions", "gt,std10", "--runs", "1", "--epochs", "1",
+                                   "--selection", "official", "--no-tsne", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    jobs = [json.loads(p.read_text()) for p in (out / "jobs").rglob("*.json")]
+    made = {(j["model"], j["condition"]): (j["variant"], j["view_options"]) for j in jobs}
+    assert made == {("offapexnet", "gt"): ("gt-28px", {}),
+                    ("offapexnet", "std10"): ("noise-std10-s0-28px", {}),
+                    ("offtanet", "gt"): ("gt", {"strain": "offtanet"}),
+                    ("offtanet", "std10"): ("noise-std10-s0", {"strain": "offtanet"}),
+                    ("ststnet", "gt"): ("gt", {}),
+                    ("ststnet", "std10"): ("noise-std10-s0", {})}
+    plan = json.loads((out / "bench.json").read_text())
+    assert plan["variants"] == {"gt/run0": "gt", "std10/run0": "noise-std10-s0"}
+    assert plan["official_inputs"]["offapexnet"] == {
+        "flow_size": 28, "view_options": {},
+        "variants": {"gt/run0": "gt-28px", "std10/run0": "noise-std10-s0-28px"}}
+    fs = FeatureStore.open(store)
+    assert fs.variant("gt-28px").attrs["settings"]["flow"] == {"method": "tvl1", "params": {},
+                                                              "size": 28}
+    md = (out / "table.md").read_text()
+    assert ("- offapexnet: TV-L1 (OpenCV's defaults) on the aligned frames resized to 28 px\n"
+            in md)
+    assert "- offtanet: TV-L1 (OpenCV's defaults) on the aligned frames resized to 112 px; " \
+           "view options strain=offtanet" in md
+    # The same bench under last trains every model on the store's flow and view defaults.
+    res = CliRunner().invoke(cli, ["bench", str(store), "--models", "offapexnet",
+                                   "--conditions", "gt", "--runs", "1", "--epochs", "1",
+                                   "--no-tsne", "--out", str(tmp_path / "l")])
+    assert res.exit_code == 0, res.output
+    jobs = [json.loads(p.read_text()) for p in (tmp_path / "l" / "jobs").rglob("*.json")]
+    assert {(j["variant"], str(j["view_options"])) for j in jobs} == {("gt", "{}")}

@@ -59,11 +59,13 @@ def write_bench_reports(out: Path, models: Sequence[BenchModel], conditions: Seq
                         runs: int, folds: Sequence[str], *, selection: str = "last",
                         num_classes: int, classes: Sequence[str] = (),
                         n_samples: int | None = None,
-                        excluded: dict[str, str] | None = None) -> list[dict[str, Any]]:
+                        excluded: dict[str, str] | None = None,
+                        inputs: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Score every finished (model, condition, run); write table.csv/.md, plot, t-SNE.
 
     ``n_samples`` and ``excluded`` ({key: why}) say which samples every condition was
-    scored on and which were left out; the Markdown tables list them.
+    scored on and which were left out; the Markdown tables list them. ``inputs``: the rows
+    that trained on their official inputs, ``{tag: {"flow_size", "view_options"}}``.
     """
     columns = bench_columns()
     table = []
@@ -94,7 +96,8 @@ def write_bench_reports(out: Path, models: Sequence[BenchModel], conditions: Seq
         w.writeheader()
         w.writerows(table)
     notes = (f"\nEpoch selection: {selection}.\n" + _counted_markdown(table, conditions, columns)
-             + _sample_notes(n_samples, excluded or {}) + _deviation_notes(models))
+             + _sample_notes(n_samples, excluded or {}) + _input_notes(inputs or {})
+             + _deviation_notes(models))
     (out / "table.md").write_text(_markdown(table, conditions, ("uf1", "uar"), columns) + notes)
     (out / "table_acc.md").write_text(_markdown(table, conditions, ("acc",), columns) + notes)
     (out / "environment.json").write_text(json.dumps(environment(), indent=1))
@@ -123,6 +126,19 @@ def _counted_markdown(table, conditions, columns) -> str:
                              + (f" ({dropped} folds dropped)" if dropped and m == "uar" else ""))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _input_notes(inputs: dict[str, dict[str, Any]]) -> str:
+    """The rows trained on their official inputs, and what those are."""
+    if not inputs:
+        return ""
+    lines = []
+    for tag, made in inputs.items():
+        opts = ", ".join(f"{k}={v}" for k, v in made["view_options"].items())
+        lines.append(f"- {tag}: TV-L1 (OpenCV's defaults) on the aligned frames resized to "
+                     f"{made['flow_size']} px" + (f"; view options {opts}" if opts else ""))
+    return ("\nOfficial inputs (the other rows use the store's flow):\n" + "\n".join(lines)
+            + "\n")
 
 
 def _deviation_notes(models: Sequence[BenchModel]) -> str:

@@ -45,9 +45,10 @@ def parse_sweep(spec: str) -> list[BenchModel]:
 class BenchJob:
     """One model trained on one LOSO fold of one condition's variant, in one run.
 
-    ``seed`` is the run (training seed ``run``; a noisy condition's variant of run ``r``
-    is made with noise seed ``r``). ``same_as``: the variants whose common samples every
-    condition is scored on.
+    Run ``r`` trains with the recipe's seed plus ``r``; a noisy condition's variant of run
+    ``r`` is made with noise seed ``r``. ``same_as``: the variants whose common samples every
+    condition is scored on. ``view_options``: the model's view options (its official inputs
+    under ``official``).
     """
 
     store: str
@@ -61,6 +62,7 @@ class BenchJob:
     device: str
     features: bool = False
     same_as: tuple[str, ...] = field(default=())
+    view_options: tuple[tuple[str, str], ...] = field(default=())
 
     def path(self, out: Path) -> Path:
         return job_path(out, self.model, self.condition, self.run, self.fold)

@@ -44,12 +44,13 @@ class BenchResult:
 
 
 @functools.lru_cache(maxsize=8)
-def _view(store: str, variant: str, model: str, same_as: tuple[str, ...] = ()):
-    """``model``'s view of ``variant`` (with its recipe's jitter bank), kept to the samples
-    done in every variant of ``same_as``."""
+def _view(store: str, variant: str, model: str, same_as: tuple[str, ...] = (),
+          view_options: tuple[tuple[str, str], ...] = ()):
+    """``model``'s view of ``variant`` (with its recipe's jitter bank and ``view_options``),
+    kept to the samples done in every variant of ``same_as``."""
     from mefeat.train import load_view
 
-    data = load_view(store, model, variant=variant)
+    data = load_view(store, model, variant=variant, options=dict(view_options) or None)
     if not same_as:
         return data
     return data.subset(np.isin(data.keys.astype(str),
@@ -97,7 +98,8 @@ def bench_job(job: BenchJob) -> dict:
 
     t0 = time.perf_counter()
     fault("bench:job:start")
-    data = _view(job.store, job.variant, job.model.name, tuple(job.same_as))
+    data = _view(job.store, job.variant, job.model.name, tuple(job.same_as),
+                 tuple(job.view_options))
     recipe_seed = get_spec(job.model.name).recipe.seed or 0
     res = train_loso(job.model.name, data, epochs=job.epochs, selection=job.selection,
                      seed=recipe_seed + job.run, device=job.device, folds=[job.fold],
@@ -105,6 +107,7 @@ def bench_job(job: BenchJob) -> dict:
     (fold,) = res.folds
     out = {**fold.to_dict(), "fold": job.fold, "variant": job.variant,
            "model": job.model.name, "options": dict(job.model.options),
+           "view_options": dict(job.view_options),
            "condition": job.condition, "run": job.run, "selection": job.selection,
            "recipe": res.settings["recipe"], "overrides": res.settings["overrides"],
            "seconds": time.perf_counter() - t0}
@@ -137,6 +140,8 @@ def store_flow(fs: FeatureStore, flow: str | None = None) -> tuple[str, dict[str
     made: dict[str, list[dict]] = {}
     for name in fs.variants():
         spec = fs.variant(name).attrs.get("settings", {}).get("flow")
+        if spec and "size" in spec:  # flow on resized frames: one model's official inputs
+            continue
         if spec and spec.get("params", {}) not in made.setdefault(spec["method"], []):
             made[spec["method"]].append(spec.get("params", {}))
     if not made:  # aligned frames only: bench makes every variant, with the default flow
@@ -164,7 +169,7 @@ def store_flow(fs: FeatureStore, flow: str | None = None) -> tuple[str, dict[str
 
 
 def _ensure_variants(store: str, fs: FeatureStore, specs: Sequence[str], *, workers: int,
-                     method: str, params: dict) -> dict[str, str]:
+                     method: str, params: dict, flow_size: int | None = None) -> dict[str, str]:
     """Make the key-frame variants a bench needs from the store's aligned frames;
     returns {policy spec: variant}."""
     from mefeat.keyframes import parse_policy
@@ -179,8 +184,8 @@ def _ensure_variants(store: str, fs: FeatureStore, specs: Sequence[str], *, work
     # Always through extract: it finishes variants that an interrupted run left partial,
     # and costs nothing (no face models loaded) when every sample is done.
     add_variants(store, keyframes=list(specs), flow=method, flow_params=params,
-                 workers=workers, progress=False)
-    return {spec: variant_name(parse_policy(spec).name, method) for spec in specs}
+                 flow_size=flow_size, workers=workers, progress=False)
+    return {spec: variant_name(parse_policy(spec).name, method, flow_size) for spec in specs}
 
 
 def run_bench(
@@ -210,7 +215,10 @@ def run_bench(
     others are listed with why in ``out/excluded.json``, the table notes and
     ``BenchResult.excluded``. ``flow`` picks the flow method of the variants (default: the
     one the store was extracted with). ``selection`` is applied to every job's per-epoch
-    predictions (``official``: each model's own rule).
+    predictions (``official``: each model's own rule); under ``official`` without
+    ``variant``, a model that declares its official inputs trains on them in every condition
+    (TV-L1 on frames resized to its side, made here from the aligned frames, and its view
+    options), the others on the store's flow.
     """
     from mefeat.models import list_models
     from mefeat.recipes.selection import check_policy
@@ -227,9 +235,15 @@ def run_bench(
     for s in sweep:
         bench_models += parse_sweep(s)
     fs = FeatureStore.open(store)
+    inputs = _model_inputs(bench_models, selection, variant)
     variants, method = _condition_variants(store, fs, conditions, runs, spot_method, variant,
                                            flow, workers)
-    same_as = tuple(sorted(set(variants.values())))
+    per_model = {m.tag: variants for m in bench_models}
+    for size in sorted({size for size, _ in inputs.values()}):
+        official = _condition_variants(store, fs, conditions, runs, spot_method, None, "tvl1",
+                                       workers, flow_size=_resized(fs, size))[0]
+        per_model.update({tag: official for tag, (s, _) in inputs.items() if s == size})
+    same_as = tuple(sorted({v for vs in per_model.values() for v in vs.values()}))
     common, excluded = common_samples(store, same_as)
     if not common:
         raise MefeatError(f"{store}: no sample has features in every variant of the bench "
@@ -237,9 +251,10 @@ def run_bench(
     t = fs.table()
     folds = sorted({f"{d}/{s}" for k, d, s in zip(t["key"], t["dataset"], t["subject"],
                                                   strict=True) if str(k) in common})
-    every = [BenchJob(store=store, variant=variants[(c, r)], model=m, condition=c, run=r,
-                      fold=fold, epochs=epochs, selection=selection, device=device,
-                      features=tsne and c == "gt" and r == 0, same_as=same_as)
+    every = [BenchJob(store=store, variant=per_model[m.tag][(c, r)], model=m, condition=c,
+                      run=r, fold=fold, epochs=epochs, selection=selection, device=device,
+                      features=tsne and c == "gt" and r == 0, same_as=same_as,
+                      view_options=inputs.get(m.tag, (None, ()))[1])
              for m in bench_models for c in conditions for r in range(runs) for fold in folds]
     jobs = [j for j in every if not j.path(out).is_file()]
     resumed = len(every) - len(jobs)
@@ -250,6 +265,10 @@ def run_bench(
     _write_plan(out, {**settings, "models": [m.tag for m in bench_models],
                       "conditions": conditions, "runs": runs,
                       "variants": {f"{c}/run{r}": v for (c, r), v in variants.items()},
+                      "official_inputs": {tag: {
+                          "flow_size": size, "view_options": dict(opts),
+                          "variants": {f"{c}/run{r}": v for (c, r), v in per_model[tag].items()}}
+                          for tag, (size, opts) in inputs.items()},
                       "n_samples": len(common), "excluded": len(excluded)}, excluded)
     _run_jobs(jobs, out, executor=executor, workers=workers, address=address,
               gpus_per_job=gpus_per_job, progress=progress)
@@ -257,7 +276,9 @@ def run_bench(
     num_classes = len(classes) or int(fs.column("label").max()) + 1
     table = write_bench_reports(out, bench_models, conditions, runs, folds, selection=selection,
                                 num_classes=num_classes, classes=classes,
-                                n_samples=len(common), excluded=excluded)
+                                n_samples=len(common), excluded=excluded,
+                                inputs={tag: {"flow_size": size, "view_options": dict(opts)}
+                                        for tag, (size, opts) in inputs.items()})
     return BenchResult(out=out, jobs_total=len(jobs) + resumed, jobs_run=len(jobs),
                        jobs_resumed=resumed, table=table, n_samples=len(common),
                        excluded=excluded)
@@ -272,11 +293,45 @@ def _conditions(conditions: Sequence[str] | None) -> list[str]:
     return conditions
 
 
+def _model_inputs(models: Sequence[BenchModel], selection: str,
+                  variant: str | None) -> dict[str, tuple[int, tuple[tuple[str, str], ...]]]:
+    """Under ``official`` (and no ``--variant``), the official inputs of each model that
+    declares them (:class:`~mefeat.views.InputProfile`): ``{tag: (flow size, view options)}``.
+    Every profile today is OpenCV's Dual TV-L1 with its default parameters on the aligned
+    frames resized to the model's side; a model without a profile gets no entry and trains on
+    the store's flow, as under the other selections."""
+    from mefeat.models import get_spec
+
+    if selection != "official" or variant is not None:
+        return {}
+    inputs = {}
+    for m in models:
+        profile = get_spec(m.name).official_inputs
+        if profile is not None:
+            if profile.flow_size is None:
+                raise MefeatError(f"{m.name}: its official inputs have no flow size, which bench "
+                                  "cannot make yet; bench it with --selection last")
+            inputs[m.tag] = (profile.flow_size, tuple(sorted(profile.view_options.items())))
+    return inputs
+
+
+def _resized(fs: FeatureStore, size: int) -> int | None:
+    """``size``, or ``None`` where the store's own variants already are TV-L1 with its default
+    parameters at that side (aligned at ``size``): they serve, nothing is computed twice."""
+    try:
+        own = store_flow(fs)
+    except MefeatError:  # several flows: the resized variants are unambiguous
+        return size
+    return None if own == ("tvl1", {}) and fs.config.get("align", {}).get("size") == size else size
+
+
 def _condition_variants(store: str, fs: FeatureStore, conditions: list[str], runs: int,
                         spot_method: str, variant: str | None, flow: str | None,
-                        workers: int) -> tuple[dict[tuple[str, int], str], str | None]:
+                        workers: int, *, flow_size: int | None = None,
+                        ) -> tuple[dict[tuple[str, int], str], str | None]:
     """The variant of each (condition, run), made from the aligned frames where missing, and
-    the flow method they share (``None`` for a given ``variant``)."""
+    the flow method they share (``None`` for a given ``variant``). ``flow_size``: TV-L1 with
+    its default parameters on the frames resized to that side (a model's official inputs)."""
     columns = bench_columns()
     specs = {(c, r): columns[c].spec(r, spot_method) for c in conditions for r in range(runs)}
     if variant is not None:  # one given variant stands for the GT column (imported stores)
@@ -286,9 +341,9 @@ def _condition_variants(store: str, fs: FeatureStore, conditions: list[str], run
             raise MefeatError("--flow picks the variants that bench makes; with --variant the "
                               "given variant is used as it is: leave --flow out")
         return {k: variant for k in specs}, None
-    method, params = store_flow(fs, flow)
+    method, params = ("tvl1", {}) if flow_size is not None else store_flow(fs, flow)
     names = _ensure_variants(store, fs, sorted(set(specs.values())), workers=workers,
-                             method=method, params=params)
+                             method=method, params=params, flow_size=flow_size)
     return {k: names[s] for k, s in specs.items()}, method
 
 
