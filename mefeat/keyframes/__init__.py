@@ -1,9 +1,11 @@
 """Key frames: the annotated ones, noisy ones (robustness benchmark) or a spotted apex.
 
-See :mod:`mefeat.keyframes.policies` for the policies and their exact rules and
-:mod:`mefeat.keyframes.spotting` for the apex spotting methods.
+See :mod:`mefeat.keyframes.policies` for the policies and their exact rules,
+:mod:`mefeat.keyframes.spotting` for the apex spotting methods and
+:mod:`mefeat.keyframes.challenge` for the MEGC long-video scores (spotting, STR).
 """
 
+from .challenge import Expression, spotting_scores, str_scores
 from .policies import (
     KEY_NAMES,
     POLICIES,
@@ -29,6 +31,7 @@ from .spotting import (
 )
 
 __all__ = [
+    "Expression",
     "KEY_NAMES",
     "POLICIES",
     "BenchColumn",
@@ -47,5 +50,7 @@ __all__ = [
     "parse_policy",
     "spot_apex",
     "spotting_errors",
+    "spotting_scores",
     "stable_hash",
+    "str_scores",
 ]
