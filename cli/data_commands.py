@@ -40,6 +40,9 @@ from ._interrupt import kept_note, set_interrupt_note
               help="Side of the aligned face.")
 @click.option("--keyframes", multiple=True, default=("gt",), show_default=True,
               cls=LazyHelpOption, help_from=keyframes_help)
+@click.option("--colour/--no-colour", default=None,
+              help="Also keep the aligned colour frames of colour sources, which MMNet and "
+              "EDMDBN read (three times the frames' space).  [default: colour]")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Processes (or Ray CPUs) computing clips.")
 @click.option("--executor", type=EXECUTORS, default="process", show_default=True,
@@ -47,7 +50,7 @@ from ._interrupt import kept_note, set_interrupt_note
 @click.option("--address", help="Ray cluster address (default: start a local Ray).")
 @click.option("--strict", is_flag=True, help="Exit non-zero when any sample fails.")
 def extract(root, dataset, annotations, store, label_scheme, flow, flow_params, flow_size,
-            size, keyframes, workers, executor, address, strict):
+            size, keyframes, colour, workers, executor, address, strict):
     """Align faces and compute optical-flow features into a Zarr store.
 
     Re-running resumes where a previous run stopped. Without ROOT, the --keyframes
@@ -69,7 +72,8 @@ def extract(root, dataset, annotations, store, label_scheme, flow, flow_params, 
     params = parse_assignments(flow_params, what="flow-param")
     if root is None:
         given = [name for name, v in (("--dataset", dataset), ("--annotations", annotations),
-                                      ("--labels", label_scheme)) if v is not None]
+                                      ("--labels", label_scheme), ("--colour/--no-colour", colour))
+                 if v is not None]
         if given:
             raise click.UsageError(f"{', '.join(given)} describe a dataset at ROOT; without "
                                    "ROOT, extract adds variants to --store from its frames")
@@ -82,7 +86,8 @@ def extract(root, dataset, annotations, store, label_scheme, flow, flow_params, 
         summary = run_extract(
             root, dataset=dataset, store=store, annotations=annotations,
             label_scheme=label_scheme, flow=flow, flow_params=params, flow_size=flow_size,
-            size=size, keyframes=keyframes, workers=workers, executor=executor, address=address,
+            size=size, keyframes=keyframes, colour=colour is not False, workers=workers,
+            executor=executor, address=address,
         )
     for line in summary.lines():
         click.echo(line)

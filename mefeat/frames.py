@@ -1,5 +1,6 @@
 """Reading clips: a folder of frame files (listed by frame number) or a video, into one
-grayscale array, with errors that name the file."""
+grayscale array (and, for colour sources, one colour array), with errors that name the
+file."""
 
 from __future__ import annotations
 
@@ -57,6 +58,17 @@ def read_clip(paths: Sequence[Path], *, key: str) -> np.ndarray:
                 "that frame from the dataset",
             )
     return np.stack(frames)
+
+
+def read_colour_clip(paths: Sequence[Path], *, key: str) -> np.ndarray | None:
+    """All frames of a clip in colour, (T, H, W, 3) uint8 **RGB**, or ``None`` where the
+    source is grayscale (single-channel files, or three equal channels in every frame).
+    The grayscale clip stays :func:`read_clip`'s: OpenCV decodes a JPEG's luma directly,
+    which is not always the rounding of a conversion from these colour frames."""
+    frames = [read_color(Path(p), key=key) for p in paths]
+    if all((f[..., 0] == f[..., 1]).all() and (f[..., 1] == f[..., 2]).all() for f in frames):
+        return None
+    return np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in frames])
 
 
 def check_keyframes(key: str, n_frames: int, onset: int, apex: int, offset: int) -> None:
@@ -142,21 +154,25 @@ class ClipError(MefeatError):
 
 @dataclass
 class Clip:
-    """The raw frames of a clip or video: (T, H, W) uint8 grayscale."""
+    """The raw frames of a clip or video: (T, H, W) uint8 grayscale, and (T, H, W, 3) RGB
+    ``colour`` where they were asked for and the source has colour."""
 
     path: Path
     frames: np.ndarray
     kind: str  # "frames" (a folder) or "video"
     fps: float | None = None
+    colour: np.ndarray | None = None
 
 
-def read_frames(path: str | os.PathLike) -> Clip:
+def read_frames(path: str | os.PathLike, *, colour: bool = False) -> Clip:
     """A folder of frames (sorted by the number in their names, as the dataset readers sort
-    them) or a video file (``cv2.VideoCapture``, converted with ``cv2.COLOR_BGR2GRAY``)."""
+    them) or a video file (``cv2.VideoCapture``, converted with ``cv2.COLOR_BGR2GRAY``);
+    ``colour``: also the colour frames (:func:`read_colour_clip`'s rule)."""
     path = Path(path)
     if path.is_dir():
         paths = [p for _, p in list_frames(path, key=str(path))]
-        return Clip(path, read_clip(paths, key=str(path)), "frames")
+        return Clip(path, read_clip(paths, key=str(path)), "frames",
+                    colour=read_colour_clip(paths, key=str(path)) if colour else None)
     if not path.is_file():
         raise ClipError(f"{path}: no such file or folder; give a folder of frames or a "
                         "video file")
@@ -172,12 +188,14 @@ def read_frames(path: str | os.PathLike) -> Clip:
                 "frames"
             )
         fps = float(cap.get(cv2.CAP_PROP_FPS)) or None
-        frames = []
+        frames, rgb = [], []
         while True:
             ok, frame = cap.read()
             if not ok:
                 break
             if frame.ndim == 3:
+                if colour:
+                    rgb.append(cv2.cvtColor(frame[..., :3], cv2.COLOR_BGR2RGB))
                 code = cv2.COLOR_BGRA2GRAY if frame.shape[2] == 4 else cv2.COLOR_BGR2GRAY
                 frame = cv2.cvtColor(frame, code)
             frames.append(frame)
@@ -186,4 +204,8 @@ def read_frames(path: str | os.PathLike) -> Clip:
     if not frames:
         raise ClipError(f"{path}: no frame could be decoded from the video (empty or "
                         "corrupt); re-encode it or give a folder of frames")
-    return Clip(path, np.stack(frames), "video", fps)
+    kept = None
+    if rgb and len(rgb) == len(frames) and not all(
+            (f[..., 0] == f[..., 1]).all() and (f[..., 1] == f[..., 2]).all() for f in rgb):
+        kept = np.stack(rgb)
+    return Clip(path, np.stack(frames), "video", fps, colour=kept)

@@ -431,7 +431,7 @@ def _inputs(a, landmarks, src, **options):
     return (np.stack(out),)
 
 
-VIEW = View("edmdbn", ("keyframes",), _inputs, frames=True)
+VIEW = View("edmdbn", ("keyframes",), _inputs, frames=True, colour=True)
 
 
 @register(
@@ -476,9 +476,6 @@ VIEW = View("edmdbn", ("keyframes",), _inputs, frames=True)
     "recognition, Pattern Recognition Letters 2025",
     code="github.com/likemby/EDMDBN (models/long_short_fusenet.py; no licence file)",
     params=50_616_747,
-    deviations=("its frames are the store's grayscale aligned frames, repeated to three "
-                "channels: the official code reads colour frames, which the store does "
-                "not keep",),
     options={
         "accumulated_attention": True,
         "use_pos_vit": False,

@@ -313,8 +313,9 @@ class MMNet(nn.Module):
 
 
 
-# -- the view: the onset and apex frames themselves (RGB in the official code; mefeat's
-# aligned frames are grayscale, repeated over the three channels)
+# -- the view: the onset and apex frames themselves, in colour (CASME2_3.py reads them with
+# cv2.imread and reverses BGR to RGB; a grayscale source's frames are repeated over the three
+# channels, as cv2.imread gives a grayscale file)
 
 
 def _inputs(a, landmarks, src, **options):
@@ -327,16 +328,17 @@ def _inputs(a, landmarks, src, **options):
 
 
 def _jitter_inputs(frames):
-    """(B, 2, 224, 224) uint8 onset/apex tensor -> MMNet's two inputs, as ``imagenet_rgb``."""
+    """(B, 2, 224, 224, 3) uint8 RGB onset/apex tensor -> MMNet's two inputs, as
+    ``imagenet_rgb``."""
     mean = torch.as_tensor(IMAGENET_MEAN, device=frames.device)
     std = torch.as_tensor(IMAGENET_STD, device=frames.device)
-    x = frames.float()[:, :, None] / 255.0  # (B, 2, 1, S, S)
-    x = (x.expand(-1, -1, 3, -1, -1) - mean) / std
+    x = frames.permute(0, 1, 4, 2, 3).float() / 255.0  # (B, 2, 3, S, S)
+    x = (x - mean) / std
     return x[:, 0].contiguous(), x[:, 1].contiguous()
 
 
 VIEW = View("mmnet", ("keyframes",), _inputs, frames=True, jitter=_jitter_inputs,
-            jitter_keys=("onset", "apex"), size=224)
+            jitter_keys=("onset", "apex"), size=224, colour=True)
 
 
 @register(
@@ -367,9 +369,6 @@ VIEW = View("mmnet", ("keyframes",), _inputs, frames=True, jitter=_jitter_inputs
     "Recognition, IJCAI 2022, arXiv:2201.05297",
     code="github.com/muse1998/MMNet (CASME2_3.py; no licence file)",
     params=9_974_531,
-    deviations=("its frames are the store's grayscale aligned frames, repeated to three "
-                "channels: the official code reads colour frames, which the store does "
-                "not keep",),
     options={
         "act_groups": positive_int(1),
         "head_width": Option(5, low=1, kind=int, nullable=True),

@@ -127,6 +127,15 @@ class FaceAligner:
         """Align a clip: see ``align_clip``."""
         return align_clip(frames, onset, self, where=where)
 
+    def align_with_colour(self, frames: np.ndarray, colour: np.ndarray, onset: int, *,
+                          where: str = "clip") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`align` of the grayscale clip ``frames``, and its colour frames ``colour``
+        (T, H, W, 3) warped by the same transform: (T, S, S, 3)."""
+        matrix, points = clip_transform(frames, onset, self, where=where)
+        size = self.config.size
+        return (warp_clip(frames, matrix, size), transform_points(points, matrix),
+                warp_clip(colour, matrix, size))
+
 
 def align_clip(
     frames: np.ndarray, onset: int, aligner: FaceAligner, *, where: str = "clip"
@@ -140,16 +149,23 @@ def align_clip(
         aligned frames (T, S, S) uint8 and the onset landmarks in aligned coordinates
         (68, 2) float32, where S = ``aligner.config.size``.
     """
+    matrix, landmarks = clip_transform(frames, onset, aligner, where=where)
+    return warp_clip(frames, matrix, aligner.config.size), transform_points(landmarks, matrix)
+
+
+def clip_transform(frames: np.ndarray, onset: int, aligner: FaceAligner, *,
+                   where: str = "clip") -> tuple[np.ndarray, np.ndarray]:
+    """The similarity transform (2, 3) that aligns a clip, from the landmarks detected on
+    ``frames[onset]`` ((T, H, W) uint8 grayscale), and those landmarks (68, 2) in the
+    frame's own coordinates."""
     if frames.ndim != 3:
         raise ValueError(f"expected frames of shape (T, H, W), got {frames.shape}")
     landmarks = aligner.landmarks(frames[onset], where=where)
-    matrix = similarity_from_landmarks(landmarks, aligner.config)
-    size = aligner.config.size
-    aligned = np.stack(
-        [
-            cv2.warpAffine(f, matrix, (size, size), flags=cv2.INTER_LINEAR,
-                           borderMode=cv2.BORDER_REPLICATE)
-            for f in frames
-        ]
-    )
-    return aligned, transform_points(landmarks, matrix)
+    return similarity_from_landmarks(landmarks, aligner.config), landmarks
+
+
+def warp_clip(frames: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
+    """Every frame of a clip, (T, H, W) or (T, H, W, 3), warped by ``matrix`` into
+    (T, size, size[, 3]) (bilinear, borders replicated)."""
+    return np.stack([cv2.warpAffine(f, matrix, (size, size), flags=cv2.INTER_LINEAR,
+                                    borderMode=cv2.BORDER_REPLICATE) for f in frames])

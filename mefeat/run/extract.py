@@ -23,7 +23,7 @@ from mefeat.face import AlignConfig, FaceAligner
 from mefeat.flow import prepare_flow
 from mefeat.flow.features import clip_features
 from mefeat.flow.maps import DIRECTION_RULE
-from mefeat.frames import check_keyframes, read_clip
+from mefeat.frames import check_keyframes, read_clip, read_colour_clip
 from mefeat.keyframes import KeyFrames, parse_policy
 from mefeat.provenance import environment
 from mefeat.signals import deferred_interrupts
@@ -79,19 +79,26 @@ class _Task:
     store_path: str | None  # set when the aligned frames are already in the store
     # (variant, policy spec, method, params, flow size or None)
     variants: list[tuple[str, str, str, dict, int | None]]
+    colour: bool = False  # also keep the aligned colour frames of a colour source
 
 
 def _work(task: _Task) -> tuple[int, Any, Any, dict, dict[str, str], str | None]:
     """Align (or read) one clip and compute the requested variants. Never raises for a
-    sample's own fault: returns ``(index, frames, landmarks, results, variant errors,
-    clip error)``, so the pool goes on."""
+    sample's own fault: returns ``(index, (frames, colour frames or None), landmarks,
+    results, variant errors, clip error)``, so the pool goes on."""
     try:
         onset, apex, offset = task.gt
+        colour = None
         if task.store_path is None:
             clip = read_clip(task.frames, key=task.key)
             check_keyframes(task.key, len(clip), onset, apex, offset)
             assert _ALIGNER is not None
-            aligned, landmarks = _ALIGNER.align(clip, onset, where=task.key)
+            source = read_colour_clip(task.frames, key=task.key) if task.colour else None
+            if source is None:
+                aligned, landmarks = _ALIGNER.align(clip, onset, where=task.key)
+            else:
+                aligned, landmarks, colour = _ALIGNER.align_with_colour(clip, source, onset,
+                                                                        where=task.key)
         else:
             aligned, _ = FeatureStore.open(task.store_path).read_frames(task.key)
             landmarks = None
@@ -107,7 +114,7 @@ def _work(task: _Task) -> tuple[int, Any, Any, dict, dict[str, str], str | None]
                 results[name] = ((kf.onset, kf.apex, kf.offset), maps)
             except MefeatError as exc:
                 errors[name] = exc.reason if isinstance(exc, SampleError) else str(exc)
-        frames_out = aligned if task.store_path is None else None
+        frames_out = (aligned, colour) if task.store_path is None else None
         return task.index, frames_out, landmarks, results, errors, None
     except SampleError as exc:
         return task.index, None, None, {}, {}, exc.reason
@@ -156,12 +163,17 @@ def extract(
     flow_size: int | None = None,
     size: int = 224,
     keyframes: Sequence[str] = ("gt",),
+    colour: bool = True,
     workers: int = 1,
     executor: str = "process",
     address: str | None = None,
     progress: bool = True,
 ) -> ExtractSummary:
     """Extract aligned frames and the flow variants of ``keyframes`` into ``store``.
+
+    ``colour``: where a clip's frames are in colour, also keep its aligned colour frames (RGB,
+    warped as the grayscale ones), which the models that read colour frames (MMNet, EDMDBN)
+    take; three times the frames' space. A store is made with colour or without it.
 
     Re-running resumes: samples already done are not computed again, and a new key-frame
     policy re-uses the aligned frames in the store instead of detecting faces again
@@ -180,6 +192,8 @@ def extract(
         "annotations": annotations_fingerprint(samples),
         "label_scheme": label_scheme,
         "align": align.as_dict(),
+        # stores made before colour frames existed hold none: the key only when asked
+        **({"colour": True} if colour else {}),
     }
     classes = list(get_scheme(label_scheme).classes) if label_scheme else None
     return _extract(store, samples, dropped, config, align, flow=flow,
@@ -271,7 +285,8 @@ def _tasks(fs, samples, variants, summary, *, flow, flow_params, flow_size,
             summary.failed[s.key] = errors[i] or "no aligned frames in the store"
             continue
         tasks.append(_Task(i, s.key, s.frames, (s.onset, s.apex, s.offset),
-                           str(fs.path) if cached else None, todo))
+                           str(fs.path) if cached else None, todo,
+                           colour=bool(fs.config.get("colour"))))
     return tasks
 
 
@@ -295,7 +310,7 @@ def _write_each(fs, samples, variants, summary, results, bar) -> None:
         # One step an interrupt cannot cut: the store's counts agree with its variants.
         with deferred_interrupts():
             if frames is not None:
-                fs.write_frames(key, frames, landmarks)
+                fs.write_frames(key, frames[0], landmarks, colour=frames[1])
             for name, (kf, maps) in maps_of.items():
                 variants[name][1].write_sample(index, kf, cast_maps(maps))
             # A variant that could not be made keeps its reason in that variant; the

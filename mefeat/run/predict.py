@@ -219,8 +219,10 @@ class _Keyed:
 
 
 def view_inputs(run: Run, aligned: np.ndarray, landmarks: np.ndarray, onset: int, apex: int,
-                offset: int) -> tuple[tuple[np.ndarray, ...], dict[str, np.ndarray]]:
-    """The run's model inputs for one aligned clip (a batch of one) and its flow maps.
+                offset: int, colour: np.ndarray | None = None,
+                ) -> tuple[tuple[np.ndarray, ...], dict[str, np.ndarray]]:
+    """The run's model inputs for one aligned clip (a batch of one) and its flow maps; a
+    view that reads colour frames gets ``colour`` (the aligned RGB clip) where given.
 
     The maps are those of the run's variant (``clip_features`` with its flow method,
     parameters and size, cast to the store's dtypes); the view receives them as
@@ -237,7 +239,7 @@ def view_inputs(run: Run, aligned: np.ndarray, landmarks: np.ndarray, onset: int
     arrays: dict[str, Any] = {k: maps[k][None] for k in view.arrays if k in maps}
     arrays["keyframes"] = np.array([[onset, apex, offset]], np.int32)
     if view.frames:
-        arrays["clips"] = lambda i: aligned
+        arrays["clips"] = lambda i: colour if view.colour and colour is not None else aligned
     lm = landmarks[None] if view.landmarks else np.zeros((1, 68, 2), np.float32)
     inputs = build_inputs(view, arrays, lm, size=int(run.record.store_settings["variant_size"]),
                           frame_size=run.align.size, options=opts)
@@ -245,13 +247,17 @@ def view_inputs(run: Run, aligned: np.ndarray, landmarks: np.ndarray, onset: int
 
 
 def _keyed(run: Run, raw: np.ndarray, aligner: FaceAligner, start: int, where: str,
-           figure: bool) -> _Keyed:
-    """Align ``raw`` (one expression) on its first frame, spot the apex, make the inputs;
-    indices in the result are ``start`` + positions in ``raw``."""
-    aligned, landmarks = aligner.align(raw, 0, where=where)
+           figure: bool, colour: np.ndarray | None = None) -> _Keyed:
+    """Align ``raw`` (one expression; ``colour``: its RGB frames, where the run's view reads
+    them) on its first frame, spot the apex, make the inputs; indices in the result are
+    ``start`` + positions in ``raw``."""
+    if colour is None:
+        aligned, landmarks = aligner.align(raw, 0, where=where)
+    else:
+        aligned, landmarks, colour = aligner.align_with_colour(raw, colour, 0, where=where)
     last = len(aligned) - 1
     apex = spot_apex(aligned, 0, last, run.spot_method)
-    inputs, maps = view_inputs(run, aligned, landmarks, 0, apex, last)
+    inputs, maps = view_inputs(run, aligned, landmarks, 0, apex, last, colour)
     pictures = {}
     if figure:
         pictures = {"onset": aligned[0], "apex": aligned[apex], "offset": aligned[last],
@@ -288,7 +294,9 @@ def predict(
     if not threshold > 0:
         raise PredictError(f"--threshold {threshold}: must be a positive motion score")
     run = load_run(run_dir, fold=fold, device=device, labels=labels)
-    src = read_frames(clip)
+    from mefeat.models import get_spec
+
+    src = read_frames(clip, colour=get_spec(run.model).view.colour)
     n = len(src.frames)
     if n < 3:
         raise PredictError(
@@ -306,7 +314,8 @@ def predict(
     curves: list[tuple[int, np.ndarray]] = []
     if n <= window:
         result["mode"] = "clip"
-        keyed = [_keyed(run, src.frames, aligner, 0, f"{src.path} (first frame)", figure)]
+        keyed = [_keyed(run, src.frames, aligner, 0, f"{src.path} (first frame)", figure,
+                        src.colour)]
     else:
         result.update(mode="video", window=window, stride=stride, threshold=threshold)
         keyed, result["skipped"], curves = _video(run, src, aligner, window, stride,
@@ -328,8 +337,10 @@ def _video(run: Run, src, aligner: FaceAligner, window: int, stride: int, thresh
     keyed = []
     for iv in found.intervals:
         try:
-            k = _keyed(run, src.frames[iv.onset:iv.offset + 1], aligner, iv.onset,
-                       f"{src.path} (frame {iv.onset})", figure)
+            part = slice(iv.onset, iv.offset + 1)
+            k = _keyed(run, src.frames[part], aligner, iv.onset,
+                       f"{src.path} (frame {iv.onset})", figure,
+                       None if src.colour is None else src.colour[part])
         except SampleError as exc:
             k = _Keyed(iv.onset, iv.peak, iv.offset, error=exc.reason)
             found.skipped.append({"interval": [iv.onset, iv.offset], "reason": exc.reason})

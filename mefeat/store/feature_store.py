@@ -308,13 +308,21 @@ class FeatureStore:
         except KeyError:
             return False
 
-    def write_frames(self, key: str, frames: np.ndarray, landmarks: np.ndarray) -> None:
-        """Write a clip's aligned frames (T, S, S) uint8 and onset landmarks (68, 2)."""
+    def write_frames(self, key: str, frames: np.ndarray, landmarks: np.ndarray, *,
+                     colour: np.ndarray | None = None) -> None:
+        """Write a clip's aligned frames (T, S, S) uint8, its aligned colour frames
+        (T, S, S, 3) uint8 RGB where it has them, and its onset landmarks (68, 2)."""
         fault("frames:before")
         grp = self.group.require_group(f"frames/{key}")
         t, h, w = frames.shape
         grp.create_array("frames", data=np.asarray(frames, np.uint8), chunks=(min(t, 16), h, w),
                          overwrite=True, config=WRITE_CONFIG)
+        if colour is not None:
+            if colour.shape != (t, h, w, 3):
+                raise ValueError(f"{key}: colour frames {colour.shape} do not match the "
+                                 f"frames {frames.shape}")
+            grp.create_array("colour", data=np.asarray(colour, np.uint8),
+                             chunks=(min(t, 16), h, w, 3), overwrite=True, config=WRITE_CONFIG)
         fault("frames:landmarks")
         grp.create_array("landmarks", data=np.asarray(landmarks, np.float32), overwrite=True,
                          config=WRITE_CONFIG)
@@ -327,12 +335,21 @@ class FeatureStore:
             raise StoreError(f"{self.path}: no aligned frames for {key}; run `mefeat extract`")
         return self.group[f"frames/{key}/landmarks"][:]
 
-    def clip(self, key: str) -> ClipReader:
+    def has_colour(self, key: str) -> bool:
+        """Whether the store keeps the clip's aligned colour frames (a colour source,
+        extracted with colour)."""
+        return self.has_frames(key) and "colour" in self.group[f"frames/{key}"]
+
+    def clip(self, key: str, *, colour: bool = False) -> ClipReader:
         """A clip's aligned frames, read lazily one chunk at a time: ``len(clip)`` and
-        ``clip[t]`` (H, W) uint8, for readers that need a few frames of many clips."""
+        ``clip[t]`` (H, W) uint8, or with ``colour`` (H, W, 3) RGB (:meth:`has_colour`), for
+        readers that need a few frames of many clips."""
         if not self.has_frames(key):
             raise StoreError(f"{self.path}: no aligned frames for {key}; run `mefeat extract`")
-        return ClipReader(self.group[f"frames/{key}/frames"])
+        if colour and not self.has_colour(key):
+            raise StoreError(f"{self.path}: no colour frames for {key} (a grayscale source, or "
+                             "a store extracted without colour)")
+        return ClipReader(self.group[f"frames/{key}/{'colour' if colour else 'frames'}"])
 
     def read_frames(self, key: str) -> tuple[np.ndarray, np.ndarray]:
         if not self.has_frames(key):

@@ -57,7 +57,7 @@ class DeviceJitter:
     model inputs there."""
 
     frames: JitteredFrames
-    bank: Tensor  # frames.bank, (M, S, S) uint8 on the device
+    bank: Tensor  # frames.bank, (M, S, S[, 3]) uint8 on the device
 
     @classmethod
     def on(cls, frames: JitteredFrames, dev: torch.device) -> DeviceJitter:
@@ -67,7 +67,7 @@ class DeviceJitter:
         return self.frames.draw(samples, rng)
 
     def inputs(self, rows: np.ndarray) -> tuple[Tensor, ...]:
-        frames = self.bank[torch.as_tensor(rows, device=self.bank.device)]  # (B, K, S, S)
+        frames = self.bank[torch.as_tensor(rows, device=self.bank.device)]  # (B, K, S, S[, 3])
         out = self.frames.to_inputs(frames)
         return out if isinstance(out, tuple) else (out,)
 

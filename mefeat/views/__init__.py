@@ -157,7 +157,9 @@ class View:
     fixed points (said in a warning) where the variant has none.
     A view with ``frames=True`` (models that eat frames, not flow) also receives, under
     ``arrays["clips"]``, a function ``clip(i) -> (T, S, S) uint8`` giving sample i's
-    aligned frames, and ``arrays["keyframes"]`` (N, 3).
+    aligned frames, and ``arrays["keyframes"]`` (N, 3); with ``colour=True`` the frames of a
+    sample whose colour frames the store keeps are (T, S, S, 3) RGB (the others grayscale,
+    as a colour reader of a grayscale file sees three equal channels).
 
     ``options`` are the view's named choices, ``{name: (default, other, ...)}``; the chosen
     values reach ``build`` and ``official`` as keyword arguments. ``jitter`` (frames views
@@ -177,6 +179,7 @@ class View:
     jitter: Callable | None = None
     jitter_keys: tuple[str, ...] = ()
     size: int | None = None  # side of the model input images (frames views)
+    colour: bool = False  # frames views: reads the colour frames where the store keeps them
 
     def resolve_options(self, given: dict[str, str] | None) -> dict[str, str]:
         """The view's options with ``given`` applied; an unknown name or value is refused."""
@@ -200,11 +203,15 @@ IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)[:, None, None]
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)[:, None, None]
 
 
-def imagenet_rgb(gray: np.ndarray, size: int = 224) -> np.ndarray:
-    """A grayscale uint8 frame (H, W) as a normalised 3-channel (3, size, size) float32."""
-    if gray.shape != (size, size):
-        gray = cv2.resize(gray, (size, size), interpolation=cv2.INTER_AREA)
-    rgb = np.repeat(gray[None].astype(np.float32) / 255.0, 3, axis=0)
+def imagenet_rgb(frame: np.ndarray, size: int = 224) -> np.ndarray:
+    """A uint8 frame, grayscale (H, W) (repeated over the three channels) or RGB (H, W, 3),
+    as a normalised 3-channel (3, size, size) float32."""
+    if frame.shape[:2] != (size, size):
+        frame = cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA)
+    if frame.ndim == 2:
+        rgb = np.repeat(frame[None].astype(np.float32) / 255.0, 3, axis=0)
+    else:
+        rgb = frame.transpose(2, 0, 1).astype(np.float32) / 255.0
     return (rgb - IMAGENET_MEAN) / IMAGENET_STD
 
 

@@ -127,7 +127,13 @@ def read_view(store: str | os.PathLike, view: View, *, variant: str | None = Non
         landmarks = np.stack([fs.read_landmarks(k) for k in keys]) \
             if len(idx) and view.landmarks else np.zeros((len(idx), 68, 2), np.float32)
         if view.frames:  # a few frames of each clip: read chunk by chunk
-            arrays["clips"] = lambda i: fs.clip(keys[i])
+            arrays["clips"] = lambda i: _clip(fs, keys[i], view.colour)
+            if view.colour and not fs.config.get("colour"):
+                warnings.append(
+                    f"{store} keeps no colour frames (extracted with --no-colour, or before "
+                    f"mefeat kept them): view {view.name!r} repeats the grayscale frames "
+                    "over three channels where the official code reads colour frames; "
+                    "extract again from the dataset folder into a new store")
         inputs = build_inputs(view, arrays, landmarks, size=int(var.attrs["size"]),
                               frame_size=int(fs.config.get("align", {}).get(
                                   "size", var.attrs["size"])), options=opts)
@@ -166,5 +172,11 @@ def _jitter_bank(fs, view: View, var, arrays, keys, jitter) -> JitteredFrames:
                          "function)")
     kf = arrays["keyframes"] if "keyframes" in arrays else var.read(["keyframes"])[1][
         "keyframes"]
-    return frame_bank(lambda i: fs.clip(keys[i]), kf, jitter.ranges, size=view.size,
-                      keys=view.jitter_keys, to_inputs=view.jitter)
+    return frame_bank(lambda i: _clip(fs, keys[i], view.colour), kf, jitter.ranges,
+                      size=view.size, keys=view.jitter_keys, to_inputs=view.jitter,
+                      colour=view.colour)
+
+
+def _clip(fs, key: str, colour: bool):
+    """A clip's aligned frames: its colour ones where asked and kept, else grayscale."""
+    return fs.clip(key, colour=colour and fs.has_colour(key))

@@ -25,11 +25,12 @@ class JitteredFrames:
     """The frames a training draw may take, and how they become model inputs.
 
     Attributes:
-        bank: (M, S, S) uint8 frames, at the size the view's inputs have.
+        bank: (M, S, S) uint8 frames, at the size the view's inputs have ((M, S, S, 3) RGB
+            for a colour view).
         start: (N, K) first bank row of each sample's candidates for each key frame.
         count: (N, K) number of candidates (consecutive bank rows).
         keys: names of the K key frames (``("onset", "apex")``).
-        to_inputs: ``to_inputs(frames)`` with ``frames`` a (B, K, S, S) uint8 tensor gives
+        to_inputs: ``to_inputs(frames)`` with ``frames`` a (B, K, S, S[, 3]) uint8 tensor gives
             the model's input tensors (a module-level function: picklable).
     """
 
@@ -55,7 +56,7 @@ class JitteredFrames:
 def frame_bank(
     clips: Callable[[int], np.ndarray], keyframes: np.ndarray,
     ranges: Callable[[int, int, int], Sequence[range]], *, size: int,
-    keys: tuple[str, ...], to_inputs: Callable,
+    keys: tuple[str, ...], to_inputs: Callable, colour: bool = False,
 ) -> JitteredFrames:
     """Build the bank for N samples.
 
@@ -66,6 +67,8 @@ def frame_bank(
             frame (``KeyframeJitter.ranges``).
         size: side of the bank's frames (the view's input size; frames are resized with
             ``cv2.INTER_AREA``, as the view resizes them).
+        colour: a bank of (size, size, 3) RGB frames; a grayscale clip's frames are repeated
+            over the three channels.
     """
     rows, start, count = [], [], []
     n_rows = 0
@@ -78,14 +81,17 @@ def frame_bank(
                 raise MefeatError(f"sample {i}: no frame for the {key} jitter range {r}")
             for t in idx:
                 frame = clip[t]
-                if frame.shape != (size, size):
+                if frame.shape[:2] != (size, size):
                     frame = cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA)
+                if colour and frame.ndim == 2:
+                    frame = np.repeat(frame[..., None], 3, axis=-1)
                 rows.append(frame)
             s_i.append(n_rows)
             c_i.append(len(idx))
             n_rows += len(idx)
         start.append(s_i)
         count.append(c_i)
-    bank = np.stack(rows) if rows else np.zeros((0, size, size), np.uint8)
+    bank = np.stack(rows) if rows else np.zeros((0, size, size) + ((3,) if colour else ()),
+                                                np.uint8)
     return JitteredFrames(bank, np.asarray(start, np.int64).reshape(-1, len(keys)),
                           np.asarray(count, np.int64).reshape(-1, len(keys)), keys, to_inputs)
