@@ -39,19 +39,20 @@ def face_photo() -> np.ndarray:
 def displacement_field(
     shape: tuple[int, int],
     landmarks: np.ndarray,
-    action: str,
+    action: str | tuple[tuple[int, tuple[float, float]], ...],
     *,
     peak: float,
     sigma: float,
 ) -> np.ndarray:
-    """A smooth displacement field (H, W, 2) made of Gaussian bumps at the action's landmarks.
+    """A smooth displacement field (H, W, 2) made of Gaussian bumps at the action's landmarks
+    (an :data:`ACTIONS` name, or its (landmark, direction) pairs).
 
     Its largest magnitude is exactly ``peak`` pixels.
     """
     h, w = shape
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     field = np.zeros((h, w, 2), np.float32)
-    for idx, (dx, dy) in ACTIONS[action]:
+    for idx, (dx, dy) in ACTIONS[action] if isinstance(action, str) else action:
         cx, cy = landmarks[idx]
         g = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * sigma**2))
         field[..., 0] += dx * g
@@ -149,3 +150,60 @@ def make_clip(
             f += rng.normal(0, noise, f.shape)
         frames.append(np.clip(np.rint(f), 0, 255).astype(np.uint8))
     return np.stack(frames), true_flow(d)
+
+
+# Distractors of a long video: motions that are no expression. A blink: both upper eyelids
+# (landmarks 37, 38, 43, 44) move down and back within a few frames.
+BLINK = ((37, (0.0, 1.0)), (38, (0.0, 1.0)), (43, (0.0, 1.0)), (44, (0.0, 1.0)))
+
+
+@dataclass(frozen=True)
+class LongEvent:
+    """One motion of a synthetic long video: ``action`` (an :data:`ACTIONS` emotion, or
+    ``"blink"``) over frames ``onset..offset`` with its apex, ``peak`` pixels at the apex;
+    ``kind`` is ``micro`` or ``macro`` for an expression, ``None`` for a distractor."""
+
+    action: str
+    onset: int
+    apex: int
+    offset: int
+    peak: float
+    kind: str | None = None
+
+
+def make_long_video(
+    image: np.ndarray,
+    landmarks: np.ndarray,
+    events: tuple[LongEvent, ...] | list[LongEvent],
+    *,
+    n_frames: int,
+    sigma: float = 18.0,
+    drift: float = 0.0,
+    drift_period: int = 300,
+    noise: float = 0.0,
+    seed: int = 0,
+) -> np.ndarray:
+    """A long video (T, H, W) uint8: ``image`` at rest, each event's deformation with its
+    raised-cosine amplitude (:func:`amplitude`) added where it occurs, and a slow head
+    drift, a translation of up to ``drift`` pixels following a sine of ``drift_period``
+    frames (no expression: a spotter should not report it)."""
+    fields = []
+    for e in events:
+        blink = e.action == "blink"  # a narrower bump: the eyelid, not the brow
+        d = displacement_field(image.shape, landmarks, BLINK if blink else e.action,
+                               peak=e.peak, sigma=sigma / 3 if blink else sigma)
+        fields.append((d, amplitude(n_frames, e.onset, e.apex, e.offset).astype(np.float32)))
+    rng = np.random.default_rng(seed)
+    frames = np.empty((n_frames,) + image.shape, np.uint8)
+    for t in range(n_frames):
+        total = np.zeros(image.shape + (2,), np.float32)
+        for d, a in fields:
+            if a[t]:
+                total += d * a[t]
+        shift = drift * np.sin(2 * np.pi * t / drift_period)
+        total[..., 0] += shift
+        f = warp(image, total).astype(np.float32)
+        if noise:
+            f += rng.normal(0, noise, f.shape)
+        frames[t] = np.clip(np.rint(f), 0, 255).astype(np.uint8)
+    return frames
