@@ -8,6 +8,10 @@ docstring draws the folder tree it expects. A reader returns :class:`ReadResult`
 Each dataset module also has ``parse_annotations(path)``, which reads the annotation
 file alone (no frames needed).
 
+Long videos for the MEGC spotting task (``casme-sq``, ``samm-long``, ``casme3a-long``) have
+their own readers in :mod:`mefeat.datasets.longvideo`, returning :class:`LongVideoSet`
+``(videos, expressions, dropped)``: ``read_long_videos("samm-long", root)``.
+
 Label schemes (:mod:`mefeat.datasets.labels`) turn raw emotions into class ids:
 ``get_scheme("megc2019").apply(samples) -> (labelled, dropped)``.
 
@@ -28,6 +32,16 @@ from mefeat.datasets._sample import Dropped, Sample
 from mefeat.datasets.casme2 import Casme2
 from mefeat.datasets.casme3 import Casme3A
 from mefeat.datasets.labels import SCHEMES, LabelScheme, get_scheme, list_schemes
+from mefeat.datasets.longvideo import (
+    LONG_READERS,
+    Casme3ALong,
+    CasmeSq,
+    LongExpression,
+    LongVideo,
+    LongVideoSet,
+    SammLong,
+    read_long_videos,
+)
 from mefeat.datasets.manifest import Manifest
 from mefeat.datasets.mmew import Mmew
 from mefeat.datasets.samm import Samm
@@ -73,12 +87,18 @@ def read_dataset(
 
 
 __all__ = [
+    "LONG_READERS",
     "READERS",
     "SCHEMES",
     "Casme2",
     "Casme3A",
+    "Casme3ALong",
+    "CasmeSq",
     "Dropped",
     "LabelScheme",
+    "LongExpression",
+    "LongVideo",
+    "LongVideoSet",
     "Manifest",
     "Mmew",
     "ReadResult",
@@ -86,6 +106,7 @@ __all__ = [
     "Row",
     "Sample",
     "Samm",
+    "SammLong",
     "Smic",
     "SmicE",
     "get_reader",
@@ -93,4 +114,5 @@ __all__ = [
     "list_readers",
     "list_schemes",
     "read_dataset",
+    "read_long_videos",
 ]
