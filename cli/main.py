@@ -167,9 +167,19 @@ def _unraisable(args) -> None:
     sys.__unraisablehook__(args)
 
 
+def quiet_resource_tracker() -> None:
+    """An interrupted run leaves its worker pool's semaphores to multiprocessing's resource
+    tracker, which removes them once this process is gone and then warns, two lines after
+    the interrupt's one line. The tracker takes its warning filters from this interpreter's
+    -W options when it starts (with the first pool): it cleans up silently."""
+    if "ignore:resource_tracker:UserWarning" not in sys.warnoptions:
+        sys.warnoptions.append("ignore:resource_tracker:UserWarning")
+
+
 def main() -> None:
     signal.signal(signal.SIGTERM, raise_terminated)
     sys.unraisablehook = _unraisable
+    quiet_resource_tracker()
     try:
         cli(prog_name="mefeat")
     except SystemExit as exc:

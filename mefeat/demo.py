@@ -62,6 +62,16 @@ def _posed_subject(photo, s, rng, aligner, tries: int = 10):
     raise FaceNotFoundError(f"demo subject {s + 1}", f"no usable pose in {tries} tries")
 
 
+def demo_face(photo, s: int, rng: np.random.Generator, aligner) -> tuple[np.ndarray, np.ndarray]:
+    """Demo subject ``s``: the photograph in its pose and lighting, cut to the camera frame
+    (``_WINDOW`` px around the face), and the face's 68 landmarks in that frame."""
+    image, landmarks = _posed_subject(photo, s, rng, aligner)
+    cx, cy = landmarks.mean(axis=0).astype(int)
+    x0 = int(np.clip(cx - _WINDOW // 2, 0, image.shape[1] - _WINDOW))
+    y0 = int(np.clip(cy - _WINDOW // 2, 0, image.shape[0] - _WINDOW))
+    return image[y0:y0 + _WINDOW, x0:x0 + _WINDOW], landmarks - (x0, y0)
+
+
 def build_demo(
     out: str | os.PathLike,
     *,
@@ -88,12 +98,7 @@ def build_demo(
                "Action Units", "Estimated Emotion"])
     apex_truth = {}
     for s in range(subjects):
-        image, landmarks = _posed_subject(photo, s, rng, aligner)
-        cx, cy = landmarks.mean(axis=0).astype(int)
-        x0 = int(np.clip(cx - _WINDOW // 2, 0, image.shape[1] - _WINDOW))
-        y0 = int(np.clip(cy - _WINDOW // 2, 0, image.shape[0] - _WINDOW))
-        camera = image[y0:y0 + _WINDOW, x0:x0 + _WINDOW]
-        lm = landmarks - (x0, y0)
+        camera, lm = demo_face(photo, s, rng, aligner)
         subject = f"{s + 1:02d}"
         for c in range(clips):
             emotion = _EMOTIONS[(s + c) % len(_EMOTIONS)]

@@ -269,12 +269,14 @@ def test_video_interval_hands_on_onset_to_offset_inclusive(monkeypatch):
     from mefeat.run import predict
 
     frames = (np.arange(100, dtype=np.uint8)[:, None, None] * np.ones((1, 4, 4), np.uint8))
-    src = SimpleNamespace(frames=frames, path="numbered.mp4")
+    colour = np.repeat(frames[..., None], 3, axis=-1)  # a colour view's frames go along
+    src = SimpleNamespace(frames=frames, path="numbered.mp4", colour=colour)
     monkeypatch.setattr(predict, "search_video", lambda *a, **k: VideoSearch(
         [Interval(onset=20, peak=24, offset=30, score=0.5)], [], []))
     seen = []
 
-    def keyed(run, raw, aligner, start, where, figure):
+    def keyed(run, raw, aligner, start, where, figure, colour=None):
+        assert colour is not None and np.array_equal(colour[..., 0], raw)
         seen.append((start, raw[:, 0, 0].tolist()))
         last = len(raw) - 1
         return predict._Keyed(start, start + last // 2, start + last, inputs=None)

@@ -157,3 +157,18 @@ def test_ten_moments_of_ctrl_c_in_import_features(official, tmp_path):
 @pytest.mark.slow
 def test_ten_moments_of_ctrl_c_in_train(tmp_path):
     assert _interrupted_trainings(tmp_path, 10) >= 5
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_semaphores_left_by_an_interrupt_are_removed_without_a_warning(quiet):
+    # What an interrupted run leaves (a spawn pool's semaphores, os._exit(130) as main()
+    # leaves): without mefeat's filter the resource tracker warns after the one line.
+    code = ("import os, multiprocessing as mp\n"
+            "from mefeat.cli.main import quiet_resource_tracker\n"
+            + ("quiet_resource_tracker()\n" if quiet else "")
+            + "locks = [mp.get_context('spawn').Lock() for _ in range(3)]\n"
+            "os._exit(130)\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 130
+    assert ("leaked semaphore" in res.stderr) is not quiet, res.stderr
