@@ -359,9 +359,10 @@ VIEW = View("mmnet", ("keyframes",), _inputs, frames=True, jitter=_jitter_inputs
         keyframe_jitter=KeyframeJitter(onset_after=0.2, apex_before=0.15, apex_after=0.15,
                                        divisor=4),
         official=Selection(
-            "per-fold", metric="uf1", ties="latest",
+            "per-fold", metric="uf1", ties="latest", counting="best-acc-folds",
             source="muse1998/MMNet CASME2_3.py:553-584 (per-fold F1 over the classes present; "
-            "AVG_F1 >= max_f1: ties keep the later epoch)",
+            "AVG_F1 >= max_f1: ties keep the later epoch; F1_ALL from the pooled counts at "
+            "those epochs, accuracy from each fold's max_corr over all epochs, num_sum)",
         ),
         source="muse1998/MMNet CASME2_3.py:391, :406-445, :497-500",
     ),

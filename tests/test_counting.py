@@ -135,3 +135,21 @@ def test_a_run_says_where_the_model_departs_from_its_official_training(tmp_path)
     assert any("srmcl deviates from its official training: it starts from random weights"
                in w for w in record("srmcl").warnings)
     assert not record("ststnet").warnings
+
+
+def test_mmnet_counts_accuracy_at_each_folds_best_accuracy_epoch():
+    # CASME2_3.py: F1_ALL from the pooled counts at each fold's F1-best epoch, but the
+    # accuracy from each fold's max_corr over all epochs (num_sum / val_now).
+    labels = np.array([0, 0, 0, 1, 2, 0, 1, 2])
+    preds = np.array([[0, 0, 0, 0, 0, 0, 0, 0],    # s0: 3 right, F1 (3/4 + 0 + 0)/3 = 1/4
+                      [1, 1, 2, 1, 2, 0, 1, 2]])   # s0: 2 right, F1 (0 + 1/2 + 2/3)/3; s1 all
+    folds = _folds([5, 3])
+    rule = get_spec("mmnet").recipe.official
+    assert rule.counting == "best-acc-folds"
+    chosen = choose_epochs(rule, preds, [1, 2], labels, folds, 3, 2)
+    assert chosen == {"d/s0": 2, "d/s1": 2}
+    got = counted_scores(rule, chosen, preds, [1, 2], labels, folds, 3)
+    assert got["acc"] == pytest.approx((3 + 3) / 8)  # not (2 + 3) / 8, the chosen epochs'
+    y, p = labels, preds[1]
+    assert got["uf1"] == pytest.approx(f1_score(y, p, average="macro", zero_division=0))
+    assert got["uar"] == pytest.approx(recall_score(y, p, average="macro", zero_division=0))

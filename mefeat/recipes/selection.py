@@ -38,6 +38,8 @@ COUNTINGS = {
                  "epoch",
     "nonzero-folds": "pooled over the folds whose chosen epoch has accuracy above 0; the "
                      "others' samples are left out",
+    "best-acc-folds": "UF1 and UAR pooled at each fold's chosen epoch; accuracy: each "
+                      "fold's most correct answers at any kept epoch, summed over folds",
 }
 TIES = ("earliest", "latest", "set-order")
 SELECTIONS = ("last", "test-best", "official")
@@ -302,6 +304,16 @@ def counted_scores(
         for m in FOLD_METRICS:
             out[m] = float(np.mean([fold_score(m, t, p, num_classes) for _, t, p in per_fold]))
         out.update(folds_counted=len(per_fold), folds_dropped=[])
+        return out
+    if rule.counting == "best-acc-folds":
+        empty = [np.zeros(0, int)]
+        pooled = metrics(np.concatenate([t for _, t, _ in per_fold] or empty),
+                         np.concatenate([p for _, _, p in per_fold] or empty), num_classes)
+        best = sum(int((predictions[:, test] == labels[test]).sum(axis=1).max())
+                   for _, test in folds if len(test))
+        out.update(uf1=pooled["uf1"], uar=pooled["uar"],
+                   acc=best / pooled["n"] if pooled["n"] else float("nan"),
+                   folds_counted=len(per_fold), folds_dropped=[])
         return out
     answered = [np.any(t == p) for _, t, p in per_fold]  # accuracy above 0
     counted = [f for f, a in zip(per_fold, answered, strict=True) if a]

@@ -112,7 +112,7 @@ def _counted_markdown(table, conditions, columns) -> str:
     if not rows:
         return ""
     head = ["Method", "counting"] + [f"{columns[c].label} {m.upper()}" for c in conditions
-                                     for m in ("uf1", "uar")]
+                                     for m in ("uf1", "uar", "acc")]
     lines = ["", "As each paper counts (mean over runs; the table above pools every held-out "
              "sample, as MEGC 2019 does):", "", "| " + " | ".join(head) + " |",
              "|" + "---|" * len(head)]
@@ -120,7 +120,7 @@ def _counted_markdown(table, conditions, columns) -> str:
         cells = [row["model"], row["counting"]]
         for c in conditions:
             dropped = row.get(f"{c}_counted_dropped")
-            for m in ("uf1", "uar"):
+            for m in ("uf1", "uar", "acc"):
                 v = row.get(f"{c}_counted_{m}")
                 cells.append("—" if v is None else f"{100 * v:.2f}"
                              + (f" ({dropped} folds dropped)" if dropped and m == "uar" else ""))
