@@ -431,6 +431,7 @@ def _inputs(a, landmarks, src, **options):
     return (np.stack(out),)
 
 
+# Colour frames: datasets/label_datasets.py reads them with --img_type rgb (its default).
 VIEW = View("edmdbn", ("keyframes",), _inputs, frames=True, colour=True)
 
 
