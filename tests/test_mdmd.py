@@ -3,6 +3,7 @@ values worked out from MDMD.m / cmd.m by hand), and on a synthetic long video.""
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -94,3 +95,16 @@ def test_mdmd_spots_a_micro_expression_of_a_synthetic_long_video(aligned_face):
     assert found["tp"] == 1, spotted
     assert all(7 <= b - a + 1 <= 16 for a, b in spotted)
     assert mdmd_spot(video, MdmdSetting(12, 7, 16), p=0.99, flow="farneback") == []
+
+
+def test_rlof_is_opencvs_dense_flow_in_mefeats_convention():
+    # the baseline's flow: a face moved 1 px right and 2 px down moves by (u, v) = (1, 2)
+    from mefeat.keyframes.mdmd import rlof
+    from mefeat.synth import face_photo
+
+    face = cv2.resize(face_photo()[100:260, 170:330], (64, 64), interpolation=cv2.INTER_AREA)
+    moved = np.roll(face, (2, 1), axis=(0, 1))
+    flow = rlof(face, moved)
+    assert flow.shape == (64, 64, 2)
+    inner = flow[8:-8, 8:-8].reshape(-1, 2)
+    assert np.median(inner, axis=0) == pytest.approx([1.0, 2.0], abs=0.1)
