@@ -205,12 +205,17 @@ def main(argv: list[str] | None = None) -> int:
             report["models"].append(rehearse(
                 model.strip(), data_dir=args.data, device=args.device, epochs=args.epochs,
                 all_folds=args.all_folds, checkpoints=args.checkpoints, work=Path(tmp)))
-    args.out.mkdir(parents=True, exist_ok=True)
-    name = f"{args.device.split(':')[0]}-{report['host']}"
-    (args.out / f"{name}.json").write_text(json.dumps(report, indent=1, default=str))
-    (args.out / f"{name}.md").write_text(markdown(report))
-    print(json.dumps(report, default=str) if args.json else markdown(report))
+    write_report(args.out, f"{args.device.split(':')[0]}-{report['host']}", report,
+                 markdown(report), as_json=args.json)
     return 0
+
+
+def write_report(out: Path, name: str, report: dict, text: str, *, as_json: bool) -> None:
+    """``out/<name>.json`` and ``.md``, and the report printed (JSON or the Markdown)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(report, indent=1, default=str))
+    (out / f"{name}.md").write_text(text)
+    print(json.dumps(report, default=str) if as_json else text)
 
 
 if __name__ == "__main__":

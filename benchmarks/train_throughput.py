@@ -17,7 +17,6 @@ recipe, its held-out evaluation after every epoch included in the time. Results:
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import tempfile
@@ -27,7 +26,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scale_rehearsal import DATA, import_store, matmul_gflops, train_flops_per_sample  # noqa: E402
+from scale_rehearsal import (  # noqa: E402
+    DATA,
+    import_store,
+    matmul_gflops,
+    train_flops_per_sample,
+    write_report,
+)
 
 MODELS = ("offapexnet", "dual_inception", "offtanet", "htnet", "causalnet")
 STORE_OF = {"causalnet": "causalnet"}  # the others read the HTNet images (STSTNet's too)
@@ -118,11 +123,8 @@ def main(argv: list[str] | None = None) -> int:
             report["models"].append(measure(model, data_dir=args.data, device=args.device,
                                             epochs=epochs, work=Path(tmp)))
             print(f"  {model}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    name = f"{args.device.split(':')[0]}-{report['host']}-{report['threads']}t"
-    (args.out / f"{name}.json").write_text(json.dumps(report, indent=1, default=str))
-    (args.out / f"{name}.md").write_text(markdown(report))
-    print(json.dumps(report, default=str) if args.json else markdown(report))
+    write_report(args.out, f"{args.device.split(':')[0]}-{report['host']}-{report['threads']}t",
+                 report, markdown(report), as_json=args.json)
     return 0
 
 

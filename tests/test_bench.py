@@ -317,6 +317,12 @@ def test_official_bench_trains_each_model_on_its_official_inputs(bench_store, tm
             in md)
     assert "- offtanet: TV-L1 (OpenCV's defaults) on the aligned frames resized to 112 px; " \
            "view options strain=offtanet" in md
+    # With every model on its official inputs, --flow would pick nothing: refused.
+    res = CliRunner().invoke(cli, ["bench", str(store), "--models", "offapexnet", "--conditions",
+                                   "gt", "--runs", "1", "--epochs", "1", "--selection",
+                                   "official", "--flow", "farneback", "--no-tsne", "--out",
+                                   str(tmp_path / "f")])
+    assert res.exit_code == 1 and "leave --flow out" in res.output
     # The same bench under last trains every model on the store's flow and view defaults.
     res = CliRunner().invoke(cli, ["bench", str(store), "--models", "offapexnet",
                                    "--conditions", "gt", "--runs", "1", "--epochs", "1",

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 KINDS = ("micro", "macro")
@@ -72,14 +73,15 @@ def interval_iou(a: Expression, b: Expression) -> float:
     return inter / union
 
 
-class Counts(NamedTuple):
+@dataclass(frozen=True)
+class Counts:
     """True positives, false positives and false negatives, with the scores they give."""
 
     tp: int
     fp: int
     fn: int
 
-    def __add__(self, other: Counts) -> Counts:  # type: ignore[override]
+    def __add__(self, other: Counts) -> Counts:
         return Counts(self.tp + other.tp, self.fp + other.fp, self.fn + other.fn)
 
     @property

@@ -92,9 +92,9 @@ def frame_feature(flow1: np.ndarray, flow2: np.ndarray, *, blocks: int = 6) -> f
             bins = [(t >= 0) & (t < 90), (t >= 90) & (t < 180), (t >= -180) & (t < -90),
                     (t >= -90) & (t < 0)]
             counts = [int(b.sum()) for b in bins]
-            main = bins[int(np.argmax(counts))]  # the first bin of the largest count
-            top = matlab_round(counts[int(np.argmax(counts))] / 3)
-            values.append(np.sort(d[main])[::-1][:top].mean() if top else np.nan)
+            main = int(np.argmax(counts))  # the first bin of the largest count
+            top = matlab_round(counts[main] / 3)
+            values.append(np.sort(d[bins[main]])[::-1][:top].mean() if top else np.nan)
     vals = np.asarray(values)
     # MATLAB's sort(..., 'descend') puts NaN first
     ordered = np.concatenate([vals[np.isnan(vals)], np.sort(vals[~np.isnan(vals)])[::-1]])

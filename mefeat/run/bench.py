@@ -236,9 +236,17 @@ def run_bench(
         bench_models += parse_sweep(s)
     fs = FeatureStore.open(store)
     inputs = _model_inputs(bench_models, selection, variant)
-    variants, method = _condition_variants(store, fs, conditions, runs, spot_method, variant,
-                                           flow, workers)
-    per_model = {m.tag: variants for m in bench_models}
+    plain = [m for m in bench_models if m.tag not in inputs]  # on the store's flow
+    if plain:
+        variants, method = _condition_variants(store, fs, conditions, runs, spot_method,
+                                               variant, flow, workers)
+    elif flow is not None:
+        raise MefeatError("--flow picks the flow of the models without official inputs; "
+                          "every model here trains on its own under --selection official: "
+                          "leave --flow out")
+    else:  # nothing to make from the store's flow
+        variants, method = {}, None
+    per_model = {m.tag: variants for m in plain}
     for size in sorted({size for size, _ in inputs.values()}):
         official = _condition_variants(store, fs, conditions, runs, spot_method, None, "tvl1",
                                        workers, flow_size=_resized(fs, size))[0]

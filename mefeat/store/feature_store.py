@@ -346,10 +346,11 @@ class FeatureStore:
         readers that need a few frames of many clips."""
         if not self.has_frames(key):
             raise StoreError(f"{self.path}: no aligned frames for {key}; run `mefeat extract`")
-        if colour and not self.has_colour(key):
+        grp = self.group[f"frames/{key}"]
+        if colour and "colour" not in grp:
             raise StoreError(f"{self.path}: no colour frames for {key} (a grayscale source, or "
                              "a store extracted without colour)")
-        return ClipReader(self.group[f"frames/{key}/{'colour' if colour else 'frames'}"])
+        return ClipReader(grp["colour" if colour else "frames"])
 
     def read_frames(self, key: str) -> tuple[np.ndarray, np.ndarray]:
         if not self.has_frames(key):
