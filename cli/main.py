@@ -159,10 +159,16 @@ _register_commands()
 
 def _unraisable(args) -> None:
     """An interrupt that lands in a finaliser or a weakref callback is "ignored" by Python
-    (it prints a traceback and goes on): deliver it again, to the program itself."""
+    (it prints a traceback and goes on): deliver it again, to the program itself, once this
+    hook has returned (raised in the hook, it would be ignored there in turn, traceback and
+    all). A timer thread sends the signal; Python runs its handler in the main thread."""
     if args.exc_type is not None and issubclass(args.exc_type, (KeyboardInterrupt, Terminated)):
-        signal.raise_signal(signal.SIGINT if issubclass(args.exc_type, KeyboardInterrupt)
-                            else signal.SIGTERM)
+        import threading
+
+        sig = signal.SIGINT if issubclass(args.exc_type, KeyboardInterrupt) else signal.SIGTERM
+        again = threading.Timer(0.05, os.kill, (os.getpid(), sig))
+        again.daemon = True
+        again.start()
         return
     sys.__unraisablehook__(args)
 
