@@ -43,3 +43,18 @@ def bench(out: str | os.PathLike) -> str:
     """The finished jobs of a bench."""
     jobs = list((Path(out) / "jobs").rglob("*.json"))
     return f"{len(jobs)} finished jobs are kept in {out}; {AGAIN}"
+
+
+def long_store(path: str | os.PathLike) -> str:
+    """The chunks of long videos a store holds."""
+    from mefeat.errors import StoreError
+    from mefeat.store.long_videos import LongVideoStore
+
+    try:
+        ls = LongVideoStore.open(path)
+    except StoreError:
+        return f"no long video was written to {path}; run the command again"
+    videos = list(ls)
+    chunks = sum(int(v.chunks_done().sum()) for v in videos)
+    whole = sum(v.complete() for v in videos)
+    return (f"{whole} long videos complete and {chunks} chunks done in {path}; {AGAIN}")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,16 +22,15 @@ from mefeat.store.layout import (
     SCHEMA_VERSION,
     WRITE_CONFIG,
     annotation_record,
-    check_local_target,
     config_diff,
     fingerprint,
     is_store,
 )
-from mefeat.store.lock import WriterLock
+from mefeat.store.lock import HoldsLock, WriterLock, lock_local
 from mefeat.store.variant import ClipReader, Variant
 
 
-class FeatureStore:
+class FeatureStore(HoldsLock):
     """A feature store on disk (or any fsspec URL zarr accepts).
 
     Use ``FeatureStore.open(path)`` to read, ``FeatureStore.create_or_resume(...)`` to
@@ -86,15 +84,15 @@ class FeatureStore:
         ``samples=None``: the store's own (it must exist), e.g. to add variants to it.
         """
         path = str(path)
-        lock = WriterLock(Path(path)) if "://" not in path else None
-        if lock:
-            check_local_target(Path(path))
-            lock.acquire()
+        lock = lock_local(path)
         try:
             exists = is_store(path)
             if exists:
                 store = cls.open(path, mode="r+")
                 store._lock = lock
+                if "config" not in store.attrs and samples is not None:
+                    store._init(samples, config, provenance or {})  # long videos only so far
+                    return store
                 # The settings first (a new label scheme changes every label), then the
                 # samples, whose check names the ones whose annotation changed.
                 store._check_config(config, but=("annotations",))
@@ -114,17 +112,6 @@ class FeatureStore:
             if lock:
                 lock.release()
             raise
-
-    def close(self) -> None:
-        if self._lock:
-            self._lock.release()
-            self._lock = None
-
-    def __enter__(self) -> FeatureStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def _init(self, samples: Sequence[Sample], config: dict[str, Any], prov: dict) -> None:
         keys = [s.key for s in samples]
@@ -245,6 +232,9 @@ class FeatureStore:
     def column(self, name: str) -> np.ndarray:
         if name not in SAMPLE_COLUMNS:
             raise KeyError(f"no sample column {name!r}; columns: {list(SAMPLE_COLUMNS)}")
+        if "samples" not in self.group:
+            raise StoreError(f"{self.path} holds long videos only (`mefeat extract-long`); "
+                             "extract short clips into it with `mefeat extract` first")
         values = self.group["samples"][name][:]
         if SAMPLE_COLUMNS[name] is str:  # zarr gives numpy's StringDType; plain str is simpler
             return np.array([str(v) for v in values], dtype=object)

@@ -128,7 +128,7 @@ def is_store(path: str) -> bool:
     with warnings.catch_warnings():  # our writer's lock file is no part of the hierarchy
         warnings.filterwarnings("ignore", message=r"Object at \.mefeat-writer\.lock")
         children = {name for name, _ in group.members()}
-    if group.attrs.asdict() or not children <= {"samples", "frames", "features"}:
+    if group.attrs.asdict() or not children <= {"samples", "frames", "features", "long"}:
         raise StoreError(
             f"{path}: a Zarr group that is not a mefeat store; choose another --store path"
         )

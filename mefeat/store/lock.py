@@ -8,6 +8,8 @@ from pathlib import Path
 
 from mefeat.errors import StoreError
 
+from .layout import check_local_target
+
 # File descriptors of the writer locks this process holds; a forked child closes its copies.
 _HELD_LOCKS: set[int] = set()
 _AT_FORK_REGISTERED = False
@@ -61,3 +63,32 @@ class WriterLock:
             self._fd = None
 
 
+
+
+def lock_local(path: str) -> WriterLock | None:
+    """Refuse a local ``path`` that is a file or another folder, then take its writer lock;
+    ``None`` for a URL (no lock there)."""
+    if "://" in path:
+        return None
+    check_local_target(Path(path))
+    lock = WriterLock(Path(path))
+    lock.acquire()
+    return lock
+
+
+class HoldsLock:
+    """A writer that holds a :class:`WriterLock` (``_lock``) until :meth:`close`, also as a
+    context manager."""
+
+    _lock: WriterLock | None = None
+
+    def close(self) -> None:
+        if self._lock:
+            self._lock.release()
+            self._lock = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

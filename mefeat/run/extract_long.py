@@ -1,0 +1,183 @@
+"""``extract-long``: long-video folders → aligned frames and ROI flow in a store's ``long/``.
+
+For each video of a long-video reader (:mod:`mefeat.datasets.longvideo`):
+
+1. **alignment on a schedule** (:mod:`mefeat.face.schedule`): dlib's landmarks on every
+   ``every``-th frame (default: one a second) and the last; a frame's similarity transform
+   is the interpolation of its two anchors'. Anchors without a face, or whose transform
+   jumps from both neighbours by more than ``max_jump`` aligned pixels, are replaced by
+   their neighbours' interpolation and listed in the video's attributes (``repaired``);
+2. **ROIs**: the median of the anchors' landmarks in aligned pixels places SoftNet's
+   brow and mouth boxes, nose patch and eye masks (:func:`mefeat.flow.roi.roi_layout`);
+3. **chunks** of ``chunk`` frames, in order: the frames read (grayscale), warped to
+   ``size`` px, and for every ``k`` the flow from frame t to t+k (``flow`` method) turned
+   into the 42x42x3 ROI image (:func:`mefeat.flow.roi.roi_image`; zeros where t+k is past
+   the last frame); the chunk's arrays written, then its done mark. Only the chunks not
+   done are computed, so a run killed anywhere resumes where it stopped.
+
+The default ``k`` per dataset are SoftNet's (:data:`mefeat.keyframes.softnet.SOFTNET_K`):
+CAS(ME)^2 6 (micro) and 18 (macro), SAMM Long Videos 37 and 174.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mefeat.datasets.longvideo import LongExpression, LongVideo, LongVideoSet
+from mefeat.errors import FaceNotFoundError, MefeatError, SampleError
+from mefeat.face import AlignConfig, FaceAligner
+from mefeat.face.align import similarity_from_landmarks, transform_points
+from mefeat.face.schedule import anchor_frames, interpolate_transforms, repair_anchors
+from mefeat.flow import compute_flow, prepare_flow
+from mefeat.flow.roi import ROI_SIZE, roi_image, roi_layout
+from mefeat.frames import read_gray
+from mefeat.keyframes.softnet import SOFTNET_K
+from mefeat.signals import deferred_interrupts
+from mefeat.store.long_videos import LongVideoStore
+
+
+@dataclass
+class LongExtractSummary:
+    store: str
+    done: list[str] = field(default_factory=list)
+    resumed: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    repaired: dict[str, list[dict]] = field(default_factory=dict)
+
+    def lines(self) -> list[str]:
+        out = [f"store {self.store}: long videos done {len(self.done)}, already done "
+               f"{len(self.resumed)}, failed {len(self.failed)}"]
+        out += [f"  failed  {k}: {why}" for k, why in sorted(self.failed.items())]
+        for key, items in sorted(self.repaired.items()):
+            out += [f"  anchor  {key} frame {r['frame']}: {r['reason']}" for r in items]
+        return out
+
+
+def default_ks(dataset: str) -> list[int]:
+    if dataset not in SOFTNET_K:
+        raise MefeatError(f"no default k for {dataset!r}; pass --k")
+    return sorted(SOFTNET_K[dataset].values())
+
+
+def expression_record(e: LongExpression) -> dict[str, Any]:
+    return {"name": e.name, "onset": e.onset, "apex": e.apex, "offset": e.offset,
+            "kind": e.kind, "emotion": e.emotion, "source": e.source}
+
+
+def extract_long(
+    videos: LongVideoSet, store: str | os.PathLike, *, ks: Sequence[int] | None = None,
+    size: int = 128, every: int | None = None, max_jump: float | None = None,
+    flow: str = "tvl1", flow_params: dict[str, Any] | None = None, chunk: int = 256,
+    upsample: int = 1, progress: bool = False,
+) -> LongExtractSummary:
+    """Write every video of ``videos`` into ``store``'s ``long/`` group (module docstring).
+
+    ``ks`` default to the dataset's (:data:`SOFTNET_K`); ``every`` to one anchor a second;
+    ``max_jump`` to 5% of ``size``. A video that cannot be read or has no face on any
+    anchor is reported in ``failed`` and the others go on.
+    """
+    from tqdm import tqdm
+
+    if chunk < 1 or size < 32:
+        raise MefeatError(f"need --chunk >= 1 and --size >= 32, got {chunk}, {size}")
+    aligner = FaceAligner(AlignConfig(size=size, upsample=upsample))
+    prepare_flow(flow)
+    summary = LongExtractSummary(str(store))
+    by_video = videos.by_video()
+    with LongVideoStore.create_or_resume(store) as ls:
+        for video in tqdm(videos.videos, desc="extract-long: videos", unit="video",
+                          disable=not progress):
+            vks = sorted(set(ks)) if ks else default_ks(video.dataset)
+            if any(k < 1 for k in vks):
+                raise MefeatError(f"--k must be >= 1, got {vks}")
+            config = {"size": size, "every": every or max(1, round(video.fps)),
+                      "max_jump": max_jump if max_jump is not None else 0.05 * size,
+                      "flow": flow, "flow_params": flow_params or {}, "ks": vks,
+                      "chunk": chunk, "roi": "softnet", "upsample": upsample}
+            meta = {"dataset": video.dataset, "subject": video.subject, "video": video.video,
+                    "fps": video.fps, "folder": str(video.frames[0].parent),
+                    "files": [p.name for p in video.frames],
+                    "frame_numbers": list(video.frame_numbers),
+                    "expressions": [expression_record(e) for e in by_video[video.key]]}
+            lv = ls.require_video(video.key, meta, config, n_frames=video.n_frames,
+                                  size=size, roi_size=ROI_SIZE, ks=vks, chunk=chunk)
+            if lv.complete():
+                summary.resumed.append(video.key)
+                continue
+            try:
+                _extract_video(video, lv, aligner, config, progress=progress)
+            except (SampleError, FaceNotFoundError) as exc:
+                summary.failed[video.key] = str(exc)
+                continue
+            summary.done.append(video.key)
+            if lv.group.attrs.get("repaired"):
+                summary.repaired[video.key] = lv.group.attrs["repaired"]
+    return summary
+
+
+def _anchors(video: LongVideo, lv, aligner: FaceAligner, config: dict) -> None:
+    anchors = anchor_frames(video.n_frames, config["every"])
+    matrices, reasons, points = [], [], []
+    for a in anchors:
+        gray = read_gray(video.frames[a], key=video.key)
+        try:
+            lm = aligner.landmarks(gray, where=f"{video.key} frame {video.frame_numbers[a]}")
+        except FaceNotFoundError as exc:
+            matrices.append(None)
+            reasons.append(exc.reason)
+            continue
+        m = similarity_from_landmarks(lm, aligner.config)
+        matrices.append(m)
+        reasons.append("")
+        points.append(transform_points(lm, m))
+    try:
+        schedule = repair_anchors(anchors, matrices, reasons, size=config["size"],
+                                  max_jump=config["max_jump"])
+    except ValueError:
+        raise FaceNotFoundError(video.key, f"no face found on any of its {len(anchors)} "
+                                f"anchor frames (every {config['every']} frames); check "
+                                "the frames or crop them") from None
+    landmarks = np.median(np.stack(points), axis=0)
+    with deferred_interrupts():
+        lv.write_anchors(schedule.anchors, schedule.matrices,
+                         {"repaired": schedule.repaired, "landmarks": landmarks.tolist(),
+                          "rois": roi_layout(landmarks, config["size"])})
+
+
+def _extract_video(video: LongVideo, lv, aligner: FaceAligner, config: dict, *,
+                   progress: bool) -> None:
+    from tqdm import tqdm
+
+    if not lv.has_anchors():
+        _anchors(video, lv, aligner, config)
+    anchors, matrices = lv.anchors()
+    layout = lv.group.attrs["rois"]
+    size, n, c, ks = config["size"], video.n_frames, config["chunk"], config["ks"]
+    done = lv.chunks_done()
+    todo = [i for i in range(len(done)) if not done[i]]
+    import cv2
+
+    for i in tqdm(todo, desc=f"extract-long: {video.key}", unit="chunk", leave=False,
+                  disable=not progress):
+        start, stop = i * c, min((i + 1) * c, n)
+        span = range(start, min(stop + max(ks), n))
+        transforms = interpolate_transforms(anchors, matrices, np.asarray(span))
+        aligned = np.stack([
+            cv2.warpAffine(read_gray(video.frames[t], key=video.key), m, (size, size),
+                           flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            for t, m in zip(span, transforms, strict=True)])
+        rois = {}
+        for k in ks:
+            out = np.zeros((stop - start, ROI_SIZE, ROI_SIZE, 3), np.float32)
+            for t in range(start, min(stop, n - k)):
+                f = compute_flow(aligned[t - start], aligned[t - start + k], config["flow"],
+                                 **config["flow_params"])
+                out[t - start] = roi_image(f, layout)
+            rois[k] = out
+        with deferred_interrupts():
+            lv.write_chunk(i, aligned[:stop - start], rois)
