@@ -29,35 +29,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-KINDS = {"micro": (3, (9, 15), (1.2, 2.0)), "macro": (2, (30, 60), (3.0, 5.0)),
-         None: (4, (5, 7), (3.0, 3.0))}  # kind: (count, length range, apex px); None: blink
-ACTIONS = ("happiness", "surprise", "disgust", "repression", "others")
-
 
 def synthetic_video(v: int, n_frames: int, aligner):
-    """Video ``v``: its frames (T, 320, 320) uint8 and its events."""
-    from mefeat.demo import demo_face
-    from mefeat.synth import LongEvent, face_photo, make_long_video
+    """Video ``v``: its frames (T, 320, 320) uint8 and its events
+    (:func:`mefeat.demo.long_demo_video`)."""
+    from mefeat.demo import long_demo_video
 
-    rng = np.random.default_rng(1000 + v)
-    camera, landmarks = demo_face(face_photo(), v, rng, aligner)
-    wanted = [(kind, n) for kind, (count, _, _) in KINDS.items() for n in range(count)]
-    rng.shuffle(wanted)
-    lengths = [int(rng.integers(*KINDS[k][1], endpoint=True)) for k, _ in wanted]
-    gap = (n_frames - 40 - sum(lengths)) // (len(wanted) + 1)
-    if gap < 20:
-        raise SystemExit(f"--frames {n_frames}: too short for {len(wanted)} events")
-    events, t = [], 20
-    for (kind, _), length in zip(wanted, lengths, strict=True):
-        t += int(rng.integers(gap // 2, gap + 1))
-        peak = float(rng.uniform(*KINDS[kind][2]))
-        action = "blink" if kind is None else ACTIONS[int(rng.integers(len(ACTIONS)))]
-        apex = t + int(rng.integers(length // 3, 2 * length // 3 + 1))
-        events.append(LongEvent(action, t, apex, t + length - 1, peak, kind))
-        t += length
-    frames = make_long_video(camera, landmarks, events, n_frames=n_frames, drift=1.0,
-                             noise=0.5, seed=v)
-    return frames, events
+    return long_demo_video(v, n_frames, aligner)
 
 
 def spot_mdmd(frames: np.ndarray, flow: str) -> list[tuple[int, int, str]]:

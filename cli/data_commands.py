@@ -193,7 +193,12 @@ def export(store, fmt, out, variant):
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--train/--no-train", default=True, show_default=True,
               help="Also train a small model under LOSO on the demo store.")
-def demo(out, subjects, clips, workers, train):
+@click.option("--long-videos", type=click.IntRange(min=0), default=4, show_default=True,
+              help="Long videos (one subject each) to spot expressions in (0: none; "
+              "softnet's LOSO needs 2).")
+@click.option("--long-frames", type=click.IntRange(min=600), default=600, show_default=True,
+              help="Frames per long video (30 fps).")
+def demo(out, subjects, clips, workers, train, long_videos, long_frames):
     """Build a small CASME II-layout dataset from a real face photo and run the pipeline.
 
     \b
@@ -202,7 +207,11 @@ def demo(out, subjects, clips, workers, train):
     """
     from mefeat.demo import run_demo
 
-    for line in run_demo(out, subjects=subjects, clips=clips, workers=workers, train=train):
+    if long_videos == 1:
+        raise click.BadParameter("softnet's leave-one-subject-out needs 2 long videos or more "
+                                 "(or 0 for none)", param_hint="--long-videos")
+    for line in run_demo(out, subjects=subjects, clips=clips, workers=workers, train=train,
+                         long_videos=long_videos, long_frames=long_frames):
         click.echo(line)
 
 

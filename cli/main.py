@@ -147,9 +147,9 @@ def env(as_json: bool) -> None:
 def _register_commands() -> None:
     # Each command lives in its own module; importing them here keeps `mefeat --help` fast
     # enough while the heavy libraries load only inside the commands.
-    from . import bench_commands, data_commands, model_commands
+    from . import bench_commands, data_commands, long_commands, model_commands
 
-    for module in (data_commands, model_commands, bench_commands):
+    for module in (data_commands, model_commands, bench_commands, long_commands):
         for command in module.COMMANDS:
             cli.add_command(command)
 

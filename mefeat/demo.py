@@ -131,9 +131,12 @@ _AU = {"surprise": "1+2", "happiness": "12", "disgust": "4+9", "repression": "14
 
 def run_demo(
     out: str | os.PathLike, *, subjects: int = 4, clips: int = 5, workers: int = 2,
-    train: bool = True,
+    train: bool = True, long_videos: int = 0, long_frames: int = 600,
 ) -> Iterator[str]:
-    """Build the demo dataset, extract it, describe the store, draw a sample; yield lines."""
+    """Build the demo dataset, extract it, describe the store, draw a sample, train (with
+    ``train``); then spot the expressions of ``long_videos`` synthetic long videos with
+    MDMD and SoftNet (LOSO), recognising the micro-expressions with the trained run; yield
+    lines."""
     from mefeat.report.figures import show_sample
     from mefeat.report.inspect import describe_store, format_description
     from mefeat.run.extract import extract
@@ -159,3 +162,115 @@ def run_demo(
         m = run_training("ststnet", store, out=out / "train-ststnet", epochs=100)
         yield (f"ststnet LOSO on the demo ({m['selection']} epoch): UF1 {m['uf1']:.3f} "
                f"UAR {m['uar']:.3f} — {out / 'train-ststnet'}/metrics.json")
+    if long_videos:
+        yield from _spot_long_demo(out, long_videos, long_frames,
+                                   out / "train-ststnet" if train else None)
+
+
+def _spot_long_demo(out: Path, videos: int, frames: int, recognizer: Path | None):
+    from mefeat.datasets.longvideo import read_long_videos
+    from mefeat.run.extract_long import extract_long
+    from mefeat.run.spot_long import spot_long
+
+    demo = build_long_demo(out, videos=videos, frames=frames)
+    yield (f"long videos: {videos} of {frames} frames (30 fps) in CAS(ME)^2's layout, "
+           f"{demo.root}")
+    store = out / "long.zarr"
+    yield from extract_long(read_long_videos("casme-sq", demo.root), store,
+                            flow="farneback").lines()
+    for spotter in ("mdmd", "softnet"):
+        m = spot_long(store, spotter=spotter, out=out / f"spot-{spotter}",
+                      recognizer=recognizer)
+        s = m["spotting"]
+        line = (f"{spotter} spotting F1 (IoU >= 0.5): micro {s['micro']['f1']:.3f}, macro "
+                f"{s['macro']['f1']:.3f}, overall {s['overall']['f1']:.3f}")
+        if "str" in m:
+            line += f"; STRS {m['str']['strs']:.3f}"
+        yield f"{line} — {out / f'spot-{spotter}'}/metrics.json"
+
+
+# -- long videos (MEGC spotting) ------------------------------------------------------------
+# kind: (count, length range in frames, apex displacement range in px); None: a blink.
+LONG_EVENTS = {"micro": (3, (9, 15), (1.2, 2.0)), "macro": (2, (30, 60), (3.0, 5.0)),
+               None: (4, (5, 7), (3.0, 3.0))}
+
+
+def long_demo_video(v: int, n_frames: int, aligner) -> tuple[np.ndarray, list]:
+    """Long video ``v`` at 30 fps: its frames (T, 320, 320) uint8 and its events.
+
+    A demo subject (:func:`demo_face`) with, in random order and at random gaps, 3
+    micro-expressions (9-15 frames, 1.2-2 px at the apex), 2 macro-expressions (30-60
+    frames, 3-5 px), 4 blinks (5-7 frames; distractors) and a slow head drift of 1 px
+    (period 300 frames), grey noise 0.5.
+    """
+    from mefeat.synth import LongEvent, make_long_video
+
+    rng = np.random.default_rng(1000 + v)
+    camera, landmarks = demo_face(face_photo(), v, rng, aligner)
+    wanted = [(kind, n) for kind, (count, _, _) in LONG_EVENTS.items() for n in range(count)]
+    rng.shuffle(wanted)
+    lengths = [int(rng.integers(*LONG_EVENTS[k][1], endpoint=True)) for k, _ in wanted]
+    gap = (n_frames - 40 - sum(lengths)) // (len(wanted) + 1)
+    if gap < 20:
+        raise ValueError(f"{n_frames} frames are too few for {len(wanted)} events")
+    events, t = [], 20
+    actions = ("happiness", "surprise", "disgust", "repression", "others")
+    for (kind, _), length in zip(wanted, lengths, strict=True):
+        t += int(rng.integers(gap // 2, gap + 1))
+        peak = float(rng.uniform(*LONG_EVENTS[kind][2]))
+        action = "blink" if kind is None else actions[int(rng.integers(len(actions)))]
+        apex = t + int(rng.integers(length // 3, 2 * length // 3 + 1))
+        events.append(LongEvent(action, t, apex, t + length - 1, peak, kind))
+        t += length
+    frames = make_long_video(camera, landmarks, events, n_frames=n_frames, drift=1.0,
+                             noise=0.5, seed=v)
+    return frames, events
+
+
+@dataclass(frozen=True)
+class LongDemo:
+    root: Path
+    annotations: Path
+    events: dict[str, list]  # video key (casme-sq/sNN/NN_0101) -> its LongEvents
+
+
+def build_long_demo(out: str | os.PathLike, *, videos: int = 2, frames: int = 600,
+                    aligner=None) -> LongDemo:
+    """Long videos (:func:`long_demo_video`) in CAS(ME)^2's layout (``rawpic/sNN/
+    NN_0101demo/img<N>.jpg`` and its three-sheet code workbook, see
+    :class:`mefeat.datasets.longvideo.CasmeSq`), one video per subject, so the demo goes
+    through the real reader. Expressions' emotions are CASME II's words (the short demo's)."""
+    import openpyxl
+
+    from mefeat.face import FaceAligner
+
+    aligner = aligner or FaceAligner()
+    root = Path(out) / "long-demo"
+    code, rule1, events_of = [], [], {}
+    for v in range(videos):
+        number = 1 + v
+        folder = root / "rawpic" / f"s{number:02d}" / f"{number:02d}_0101demo"
+        video, events = long_demo_video(v, frames, aligner)
+        if not (folder / f"img{frames}.jpg").is_file():
+            folder.mkdir(parents=True, exist_ok=True)
+            for i, f in enumerate(video, 1):
+                cv2.imwrite(str(folder / f"img{i}.jpg"), f, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        rule1.append((number, f"s{number:02d}", number))
+        n = 0
+        for e in events:
+            if e.kind is None:
+                continue
+            n += 1
+            code.append((number, f"demo1_{n}", e.onset + 1, e.apex + 1, e.offset + 1,
+                         _AU[e.action], e.action, f"{e.kind}-expression", None))
+        events_of[f"casme-sq/s{number:02d}/{number:02d}_0101"] = events
+    wb = openpyxl.Workbook()
+    wb.remove(wb.active)
+    for title, rows in (("CASFEcode_final", code), ("naming rule1", rule1),
+                        ("naming rule2", [("0101", "demo1")])):
+        ws = wb.create_sheet(title)
+        for r in rows:
+            ws.append(list(r))
+    annotations = root / "CAS(ME)^2code_final.xlsx"
+    wb.save(annotations)
+    return LongDemo(root, annotations, events_of)

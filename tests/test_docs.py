@@ -76,6 +76,9 @@ def world(tmp_path_factory, shared_data):
     official_subset(shared_data / "features" / "cde28_causalnet", feats / "cde28_causalnet", 3)
     shutil.copy(shared_data / "features" / "cde28_htnet_mtcnn_points.csv", feats)
     _video(demo, work / "interview.mp4")
+    from mefeat.demo import build_long_demo
+
+    build_long_demo(work, videos=2, frames=600)  # work/long-demo: CAS(ME)^2's layout
     return work, demo
 
 
@@ -138,6 +141,7 @@ REWRITES = [
     # two light models for every model: the bench's orchestration is what runs here (every
     # model's recipe runs in the slow tests/test_bench.py::test_baselines_bench_on_demo)
     ("--baselines", "--models ststnet,offapexnet"),
+    ("CAS_ME_2", "long-demo"),  # two synthetic long videos (build_long_demo)
 ]
 # Less work, per command: flag -> value (None: drop the flag).
 _ONE = {"--epochs": "1", "--runs": "1", "--workers": "1"}
@@ -145,7 +149,9 @@ SMALLER = {
     "train": _ONE,
     "bench": {**_ONE, "--conditions": "gt"},
     "extract": {"--workers": "1"},
-    "demo": {"--subjects": "2", "--clips": "2", "--workers": "1"},
+    "demo": {"--subjects": "2", "--clips": "2", "--workers": "1", "--long-videos": "2"},
+    "extract-long": {"--flow": "farneback"},
+    "spot-long": {"--epochs": "1"},
 }
 # The large models train one fold (CausalNet's step takes seconds on a CPU).
 SMALLER_FOR_MODEL = {"causalnet": {"--folds": "1"}, "htnet": {"--folds": "1"}}

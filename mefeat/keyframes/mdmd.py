@@ -148,6 +148,13 @@ def mdmd_spot(frames: np.ndarray, setting: MdmdSetting, *, p: float = 0.01, bloc
     video (T, H, W) uint8: features, contrast, threshold ``p``, runs, the kind's lengths."""
     k = effective_k(len(frames), setting.k)
     features = mdmd_features(frames, k, blocks=blocks, flow=flow, flow_params=flow_params)
+    return mdmd_intervals(features, k, setting, p)
+
+
+def mdmd_intervals(features: np.ndarray, k: int, setting: MdmdSetting,
+                   p: float = 0.01) -> list[tuple[int, int]]:
+    """The intervals of :func:`mdmd_spot` from the features already computed with
+    ``k = effective_k(...)``."""
     return [(a, b) for a, b in runs(marked_frames(features, k, p))
             if b - a + 1 >= setting.shortest
             and (setting.longest is None or b - a + 1 <= setting.longest)]

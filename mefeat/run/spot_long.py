@@ -1,0 +1,237 @@
+"""``spot-long``: spot expression intervals in a store's long videos, then recognise them.
+
+Spotters (``SPOTTERS``), all on what ``extract-long`` stored:
+
+- ``mdmd``: MDMD, the MEGC 2020 baseline (:mod:`mefeat.keyframes.mdmd`), training-free,
+  on the aligned frames with the dataset's k and interval lengths (CAS(ME)^2's for 30-fps
+  datasets, SAMM's for SAMM Long Videos), p = 0.01; its flow is ``mdmd_flow`` (the
+  baseline's RLOF takes about 1 s a frame pair, so the default is Farneback);
+- ``flowpeak``: mefeat's motion-peak interval search
+  (:func:`mefeat.keyframes.intervals.curve_intervals`, as ``mefeat predict`` runs it on a
+  video) over windows of the aligned frames (2.1 s, half of it apart), threshold 0.1;
+  an interval is micro when no longer than MDMD's micro range for the dataset;
+- ``softnet``: the SoftNet CNN trained leave-one-subject-out on the ROI flow
+  (:mod:`mefeat.train.spotting`), one model per kind and held-out subject, p chosen inside
+  the training folds (``p="train"``) or fixed.
+
+With a ``recognizer`` (a ``mefeat train`` run folder), every spotted micro-interval is cut
+from the video's own frames (the files listed at extraction), aligned on its onset, its
+apex spotted and classified as ``mefeat predict`` classifies a clip. Honest folds: when the
+video's subject is one of the run's held-out subjects, only that subject's fold model
+classifies it (the others saw the subject in training); otherwise the mean of all folds.
+
+Scores (:mod:`mefeat.keyframes.challenge`): spotting P/R/F1 per kind and overall at
+IoU >= 0.5, counts pooled over every video; with a recognizer, the STR scores of the
+micro-expressions (ground-truth emotions that are none of the run's classes count as no
+class, reported in ``unmapped``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mefeat.errors import MefeatError, SampleError
+from mefeat.frames import read_clip, read_colour_clip
+from mefeat.keyframes.challenge import Expression, spotting_scores, str_scores
+from mefeat.keyframes.intervals import curve_intervals, merge_intervals, motion_curve, window_starts
+from mefeat.keyframes.mdmd import MDMD_SETTINGS, effective_k, mdmd_features, mdmd_intervals
+from mefeat.keyframes.softnet import SOFTNET_K
+from mefeat.report.spot_long import draw_timeline
+from mefeat.store.long_videos import LongVideo, LongVideoStore
+
+SPOTTERS = ("mdmd", "flowpeak", "softnet")
+KINDS = ("micro", "macro")
+FLOWPEAK_THRESHOLD = 0.1
+
+
+def mdmd_setting(dataset: str, kind: str):
+    return MDMD_SETTINGS["samm" if dataset == "samm-long" else "casme2"][kind]
+
+
+def _row(lv: LongVideo, onset: int, peak: int, offset: int, kind: str,
+         score: float | None, **extra: Any) -> dict[str, Any]:
+    numbers = lv.meta["frame_numbers"]
+    return {"video": lv.key, "subject": lv.meta["subject"], "onset": int(onset),
+            "apex": int(peak), "offset": int(offset), "kind": kind,
+            "onset_frame": numbers[onset], "offset_frame": numbers[offset],
+            "score": None if score is None else round(float(score), 5), **extra}
+
+
+def spot_mdmd(lv: LongVideo, flow: str) -> tuple[list[dict], dict[str, np.ndarray]]:
+    frames = lv.frames()
+    rows, curves = [], {}
+    for kind in KINDS:
+        setting = mdmd_setting(lv.meta["dataset"], kind)
+        k = effective_k(len(frames), setting.k)
+        features = mdmd_features(frames, k, flow=flow)
+        curve = np.full(len(frames), np.nan)
+        curve[k:k + len(features)] = features
+        curves[kind] = curve
+        for a, b in mdmd_intervals(features, k, setting):
+            inside = curve[a:b + 1]
+            peak = a + int(np.nanargmax(inside)) if np.isfinite(inside).any() else (a + b) // 2
+            rows.append(_row(lv, a, peak, b, kind, None))
+    return rows, curves
+
+
+def spot_flowpeak(lv: LongVideo) -> tuple[list[dict], dict[str, np.ndarray]]:
+    fps = float(lv.meta["fps"])
+    window = max(16, round(2.1 * fps))
+    n = lv.n_frames
+    found, curve = [], np.zeros(n)
+    for start in window_starts(n, window, window // 2):
+        stop = min(start + window, n)
+        c = motion_curve(lv.frames(start, stop))
+        curve[start:stop] = np.maximum(curve[start:stop], c)
+        found += [iv.shifted(start) for iv in
+                  curve_intervals(c, threshold=FLOWPEAK_THRESHOLD, open_end=stop == n)]
+    longest = mdmd_setting(lv.meta["dataset"], "micro").longest
+    rows = [_row(lv, iv.onset, iv.peak, iv.offset,
+                 "micro" if iv.offset - iv.onset + 1 <= longest else "macro", iv.score)
+            for iv in merge_intervals(found)]
+    return rows, {"motion": curve}
+
+
+def spot_softnet(videos: list[LongVideo], *, p: float | str, epochs: int,
+                 progress: Callable[[str], None] | None):
+    from mefeat.train.spotting import SpotVideo, softnet_loso
+
+    rows: list[dict] = []
+    curves: dict[str, dict[str, np.ndarray]] = {lv.key: {} for lv in videos}
+    folds: dict[str, list[dict]] = {}
+    by_key = {lv.key: lv for lv in videos}
+    for kind in KINDS:
+        ks = {SOFTNET_K.get(lv.meta["dataset"], {}).get(kind) for lv in videos}
+        if len(ks) != 1 or None in ks:
+            raise MefeatError(f"softnet: the videos' datasets need one k for {kind} (SoftNet's "
+                              f"per dataset); they give {sorted(map(str, ks))}")
+        k = ks.pop()
+        spot_videos = [SpotVideo(lv.key, lv.meta["subject"], lv.roi(k),
+                                 [(e["onset"], e["offset"]) for e in lv.meta["expressions"]
+                                  if e["kind"] == kind]) for lv in videos]
+        result = softnet_loso(spot_videos, k, kind, p=p, epochs=epochs, progress=progress)
+        folds[kind] = [{"subject": f.subject, "p": f.p, "k": k} for f in result]
+        for f in result:
+            for key, intervals in f.intervals.items():
+                curves[key][kind] = f.curves[key]
+                rows += [_row(by_key[key], a, peak, b, kind, score, fold=f.subject)
+                         for a, peak, b, score in intervals]
+    return rows, curves, folds
+
+
+def recognise(rows: list[dict], videos: dict[str, LongVideo], run_dir: str | os.PathLike,
+              device: str = "cpu") -> dict[str, Any]:
+    """Label every micro row in place (``label``, ``probabilities`` or ``error``); the run's
+    classes and the fold used per subject."""
+    from mefeat.models import get_spec
+    from mefeat.run.predict import _aligner, _classified, _keyed, load_run
+
+    run = load_run(run_dir, device=device)
+    colour = get_spec(run.model).view.colour
+    aligner = _aligner(run.align)
+    held_out = {s for s, _ in run.folds}
+    used: dict[str, str] = {}
+    for row in rows:
+        if row["kind"] != "micro":
+            continue
+        lv = videos[row["video"]]
+        subject = lv.meta["subject"]
+        fold_run = replace(run, folds=[f for f in run.folds if f[0] == subject]) \
+            if subject in held_out else run
+        used[subject] = subject if subject in held_out else "all folds (mean)"
+        folder = Path(lv.meta["folder"])
+        paths = [folder / name for name in lv.meta["files"][row["onset"]:row["offset"] + 1]]
+        try:
+            raw = read_clip(paths, key=lv.key)
+            rgb = read_colour_clip(paths, key=lv.key) if colour else None
+            keyed = _keyed(fold_run, raw, aligner, row["onset"],
+                           f"{lv.key} (frame {row['onset_frame']})", False, rgb)
+        except SampleError as exc:
+            row["error"] = exc.reason
+            continue
+        out = _classified(fold_run, [keyed])[0]
+        row["label"] = out["label"]
+        row["probabilities"] = {c: round(v, 5) for c, v in out["probabilities"].items()}
+    return {"run": str(run_dir), "model": run.model, "classes": list(run.classes),
+            "folds_used": used}
+
+
+def spot_long(store: str | os.PathLike, *, spotter: str, out: str | os.PathLike,
+              recognizer: str | os.PathLike | None = None, p: float | str = "train",
+              mdmd_flow: str = "farneback", epochs: int = 10, figures: bool = True,
+              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Spot (and recognise) every long video of ``store``; write ``intervals.csv``,
+    ``intervals.json``, ``metrics.json`` and ``timeline/<video>.png`` under ``out``; return
+    the metrics."""
+    if spotter not in SPOTTERS:
+        raise MefeatError(f"unknown spotter {spotter!r}; choose one of {list(SPOTTERS)}")
+    ls = LongVideoStore.open(store)
+    videos = [ls.video(k) for k in ls.keys()]
+    unfinished = [lv.key for lv in videos if not lv.complete()]
+    if unfinished:
+        raise MefeatError(f"{store}: long videos not fully extracted: {unfinished[:3]}; run "
+                          "`mefeat extract-long` again to finish them")
+    if not videos:
+        raise MefeatError(f"{store} holds no long videos; add them with `mefeat extract-long`")
+    rows: list[dict] = []
+    curves: dict[str, dict[str, np.ndarray]] = {}
+    metrics: dict[str, Any] = {"store": str(store), "spotter": spotter,
+                               "videos": len(videos)}
+    if spotter == "softnet":
+        rows, curves, metrics["folds"] = spot_softnet(videos, p=p, epochs=epochs,
+                                                      progress=progress)
+        metrics["p"] = p
+    else:
+        for lv in videos:
+            if progress:
+                progress(f"{spotter}: {lv.key}")
+            got, curves[lv.key] = (spot_mdmd(lv, mdmd_flow) if spotter == "mdmd"
+                                   else spot_flowpeak(lv))
+            rows += got
+        if spotter == "mdmd":
+            metrics["mdmd_flow"] = mdmd_flow
+    truth = [Expression(lv.key, e["onset"], e["offset"], e["kind"], e["emotion"])
+             for lv in videos for e in lv.meta["expressions"]]
+    spotted = [Expression(r["video"], r["onset"], r["offset"], r["kind"]) for r in rows]
+    metrics["spotting"] = spotting_scores(truth, spotted)
+    if recognizer is not None:
+        info = recognise(rows, {lv.key: lv for lv in videos}, recognizer)
+        classes = info["classes"]
+        micro_truth = [t._replace(label=t.label if t.label in classes else None)
+                       for t in truth if t.kind == "micro"]
+        labelled = [Expression(r["video"], r["onset"], r["offset"], "micro", r.get("label"))
+                    for r in rows if r["kind"] == "micro"]
+        metrics["recognizer"] = info
+        metrics["str"] = str_scores(micro_truth, labelled, classes=classes)
+        metrics["str"]["unmapped"] = sorted({t.label for t in truth if t.kind == "micro"
+                                             and t.label not in classes}, key=str)
+    write_outputs(Path(out), rows, metrics, curves, videos, truth, figures)
+    return metrics
+
+
+def write_outputs(out: Path, rows: list[dict], metrics: dict, curves: dict,
+                  videos: list[LongVideo], truth: list[Expression], figures: bool) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    rows = sorted(rows, key=lambda r: (r["video"], r["onset"], r["kind"]))
+    (out / "intervals.json").write_text(json.dumps(rows, indent=1))
+    columns = ["video", "subject", "onset", "apex", "offset", "kind", "onset_frame",
+               "offset_frame", "score", "fold", "label", "error"]
+    with open(out / "intervals.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, columns, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    if figures:
+        for lv in videos:
+            draw_timeline(out / "timeline" / f"{lv.key.replace('/', '__')}.png", lv.key,
+                          lv.n_frames, curves.get(lv.key, {}),
+                          [t for t in truth if t.video == lv.key],
+                          [r for r in rows if r["video"] == lv.key])
