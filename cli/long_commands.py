@@ -97,11 +97,12 @@ def spot_long(store, spotter, recognizer, out, p, mdmd_flow, epochs, as_json):
       mefeat spot-long demo/long.zarr --spotter mdmd --recognizer demo/train-ststnet \\
           --out demo/spot-mdmd
     """
+    set_interrupt_note(lambda: f"nothing is kept of an interrupted spot-long; {out} holds "
+                       "only what an earlier run wrote")
     from mefeat.run.spot_long import spot_long as run
 
     m = run(store, spotter=spotter, out=out, recognizer=recognizer, p=_p(p),
-            mdmd_flow=mdmd_flow, epochs=epochs,
-            progress=lambda line: click.echo(line, err=True))
+            mdmd_flow=mdmd_flow, epochs=epochs, progress=True)
     if as_json:
         click.echo(json.dumps(m, indent=1))
         return

@@ -32,8 +32,15 @@ def world(tmp_path_factory, shared_data):
     official = official_subset(shared_data / "features" / "cde28_htnet", root / "official", 2)
     clip = next((root / "data").glob("CASME2/sub01/*"))
     (root / "a-file").write_text("not a folder")
+    from mefeat.datasets.longvideo import read_long_videos
+    from mefeat.demo import build_long_demo
+    from mefeat.run.extract_long import extract_long
+
+    long = build_long_demo(root, videos=2, frames=600)
+    extract_long(read_long_videos("casme-sq", long.root), root / "long.zarr", flow="farneback")
     return {"store": str(store), "run": str(run), "official": str(official),
-            "clip": str(clip), "root": root, "blocked": root / "a-file"}
+            "clip": str(clip), "root": root, "blocked": root / "a-file",
+            "long": str(long.root), "long_store": str(root / "long.zarr")}
 
 
 def _base(world, command: str, out: str) -> list[str] | None:
@@ -53,7 +60,12 @@ def _base(world, command: str, out: str) -> list[str] | None:
         "spot": [s],
         "export": [s, "--format", "h5", "--out", out + ".h5"],
         "predict": [world["clip"], "--run", r],
-        "demo": ["--out", out, "--subjects", "2", "--clips", "1", "--workers", "1"],
+        "demo": ["--out", out, "--subjects", "2", "--clips", "1", "--workers", "1",
+                 "--long-videos", "0"],
+        "extract-long": [world["long"], "--dataset", "casme-sq", "--store",
+                         world["long_store"], "--flow", "farneback"],
+        "spot-long": [world["long_store"], "--spotter", "flowpeak", "--recognizer", r,
+                      "--out", out],
     }.get(command)
 
 

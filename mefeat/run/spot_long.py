@@ -31,7 +31,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -100,8 +99,7 @@ def spot_flowpeak(lv: LongVideo) -> tuple[list[dict], dict[str, np.ndarray]]:
     return rows, {"motion": curve}
 
 
-def spot_softnet(videos: list[LongVideo], *, p: float | str, epochs: int,
-                 progress: Callable[[str], None] | None):
+def spot_softnet(videos: list[LongVideo], *, p: float | str, epochs: int, progress: bool):
     from mefeat.train.spotting import SpotVideo, softnet_loso
 
     rows: list[dict] = []
@@ -127,14 +125,13 @@ def spot_softnet(videos: list[LongVideo], *, p: float | str, epochs: int,
     return rows, curves, folds
 
 
-def recognise(rows: list[dict], videos: dict[str, LongVideo], run_dir: str | os.PathLike,
-              device: str = "cpu") -> dict[str, Any]:
-    """Label every micro row in place (``label``, ``probabilities`` or ``error``); the run's
-    classes and the fold used per subject."""
+def recognise(rows: list[dict], videos: dict[str, LongVideo], run) -> dict[str, Any]:
+    """Label every micro row in place (``label``, ``probabilities`` or ``error``) with
+    ``run`` (:func:`mefeat.run.predict.load_run`); the run's classes and the fold used per
+    subject."""
     from mefeat.models import get_spec
-    from mefeat.run.predict import _aligner, _classified, _keyed, load_run
+    from mefeat.run.predict import _aligner, _classified, _keyed
 
-    run = load_run(run_dir, device=device)
     colour = get_spec(run.model).view.colour
     aligner = _aligner(run.align)
     held_out = {s for s, _ in run.folds}
@@ -160,14 +157,14 @@ def recognise(rows: list[dict], videos: dict[str, LongVideo], run_dir: str | os.
         out = _classified(fold_run, [keyed])[0]
         row["label"] = out["label"]
         row["probabilities"] = {c: round(v, 5) for c, v in out["probabilities"].items()}
-    return {"run": str(run_dir), "model": run.model, "classes": list(run.classes),
+    return {"run": str(run.path), "model": run.model, "classes": list(run.classes),
             "folds_used": used}
 
 
 def spot_long(store: str | os.PathLike, *, spotter: str, out: str | os.PathLike,
               recognizer: str | os.PathLike | None = None, p: float | str = "train",
               mdmd_flow: str = "farneback", epochs: int = 10, figures: bool = True,
-              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+              progress: bool = False) -> dict[str, Any]:
     """Spot (and recognise) every long video of ``store``; write ``intervals.csv``,
     ``intervals.json``, ``metrics.json`` and ``timeline/<video>.png`` under ``out``; return
     the metrics."""
@@ -181,6 +178,11 @@ def spot_long(store: str | os.PathLike, *, spotter: str, out: str | os.PathLike,
                           "`mefeat extract-long` again to finish them")
     if not videos:
         raise MefeatError(f"{store} holds no long videos; add them with `mefeat extract-long`")
+    run = None
+    if recognizer is not None:  # read (and refused) before the spotting's work
+        from mefeat.run.predict import load_run
+
+        run = load_run(recognizer)
     rows: list[dict] = []
     curves: dict[str, dict[str, np.ndarray]] = {}
     metrics: dict[str, Any] = {"store": str(store), "spotter": spotter,
@@ -190,9 +192,9 @@ def spot_long(store: str | os.PathLike, *, spotter: str, out: str | os.PathLike,
                                                       progress=progress)
         metrics["p"] = p
     else:
-        for lv in videos:
-            if progress:
-                progress(f"{spotter}: {lv.key}")
+        from tqdm import tqdm
+
+        for lv in tqdm(videos, desc=spotter, unit="video", disable=not progress):
             got, curves[lv.key] = (spot_mdmd(lv, mdmd_flow) if spotter == "mdmd"
                                    else spot_flowpeak(lv))
             rows += got
@@ -202,8 +204,8 @@ def spot_long(store: str | os.PathLike, *, spotter: str, out: str | os.PathLike,
              for lv in videos for e in lv.meta["expressions"]]
     spotted = [Expression(r["video"], r["onset"], r["offset"], r["kind"]) for r in rows]
     metrics["spotting"] = spotting_scores(truth, spotted)
-    if recognizer is not None:
-        info = recognise(rows, {lv.key: lv for lv in videos}, recognizer)
+    if run is not None:
+        info = recognise(rows, {lv.key: lv for lv in videos}, run)
         classes = info["classes"]
         micro_truth = [t._replace(label=t.label if t.label in classes else None)
                        for t in truth if t.kind == "micro"]

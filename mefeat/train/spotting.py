@@ -20,7 +20,7 @@ SoftNet's).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -130,19 +130,19 @@ class FoldSpots:
 
 
 def softnet_loso(videos: Sequence[SpotVideo], k: int, kind: str, *, p: float | str = "train",
-                 seed: int = 0, epochs: int = 10,
-                 progress: Callable[[str], None] | None = None) -> list[FoldSpots]:
+                 seed: int = 0, epochs: int = 10, progress: bool = False) -> list[FoldSpots]:
     """One fold per subject: SoftNet trained on the others, the subject's videos scored and
     their intervals found with p chosen on the training videos (or fixed)."""
     subjects = sorted({v.subject for v in videos})
     if len(subjects) < 2:
         raise ValueError(f"leave-one-subject-out needs 2 subjects or more, got {subjects}")
+    from tqdm import tqdm
+
     folds = []
-    for i, s in enumerate(subjects):
+    for i, s in enumerate(tqdm(subjects, desc=f"softnet {kind} k={k}", unit="fold",
+                               disable=not progress)):
         train = [v for v in videos if v.subject != s]
         test = [v for v in videos if v.subject == s]
-        if progress:
-            progress(f"softnet {kind} k={k}: fold {i + 1}/{len(subjects)} (subject {s})")
         model = train_softnet(train, k, augment=kind == "micro", seed=seed + i, epochs=epochs)
         smooth = {v.key: smooth_scores(frame_scores(model, v, k), k, v.n_frames)
                   for v in test}
