@@ -30,10 +30,16 @@ LONG_SPOTTERS = RegistryChoice(registry("mefeat.run.spot_long", "SPOTTERS"))
               help="Side of the aligned face (SoftNet's 128).")
 @click.option("--every", type=click.IntRange(min=1),
               help="Frames between two face detections (default: one a second).")
+@click.option("--tolerance", type=click.FloatRange(min=0),
+              help="Aligned pixels the face may drift before the alignment changes to a new "
+              "detection's (default: 2.5% of --size).")
 @click.option("--chunk", type=click.IntRange(min=1), default=256, show_default=True,
               help="Frames written (and resumed) together.")
-def extract_long(root, dataset, annotations, store, ks, flow, size, every, chunk):
+def extract_long(root, dataset, annotations, store, ks, flow, size, every, tolerance, chunk):
     """Align long videos on a schedule and store their ROI flow, in chunks.
+
+    The face is found once a second; the alignment changes only when the head has moved
+    more than --tolerance, so a still face stays still.
 
     Re-running resumes at the first chunk not written.
 
@@ -49,8 +55,8 @@ def extract_long(root, dataset, annotations, store, ks, flow, size, every, chunk
     videos = read_long_videos(dataset, root, annotations)
     for d in videos.dropped:
         click.echo(f"  skipped {d}")
-    summary = run(videos, store, ks=ks or None, size=size, every=every, flow=flow,
-                  chunk=chunk, progress=True)
+    summary = run(videos, store, ks=ks or None, size=size, every=every, tolerance=tolerance,
+                  flow=flow, chunk=chunk, progress=True)
     for line in summary.lines():
         click.echo(line)
     if not summary.done and not summary.resumed:
@@ -76,7 +82,7 @@ def _p(value: str) -> float | str:
 @click.option("--spotter", type=LONG_SPOTTERS, default="softnet", show_default=True)
 @click.option("--recognizer", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="A `mefeat train` run folder: classify every spotted micro-expression "
-              "(the held-out subject's fold model) and score STR.")
+              "(by the fold that held its subject out, where the run has one) and score STR.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--p", "p", default="train", show_default=True,
               help="softnet's threshold factor: 'train' (chosen on each fold's training "

@@ -281,7 +281,7 @@ def test_video_interval_hands_on_onset_to_offset_inclusive(monkeypatch):
         last = len(raw) - 1
         return predict._Keyed(start, start + last // 2, start + last, inputs=None)
 
-    monkeypatch.setattr(predict, "_keyed", keyed)
+    monkeypatch.setattr(predict, "keyed_clip", keyed)
     keyed_out, skipped, _ = predict._video(None, src, None, 64, 32, 0.1, False, False)
     assert seen == [(20, list(range(20, 31)))]  # frames 20..30, the offset included
     assert [(k.onset, k.offset) for k in keyed_out] == [(20, 30)]

@@ -15,7 +15,14 @@ import pytest
 
 from mefeat.datasets.longvideo import LongVideo, LongVideoSet
 from mefeat.errors import StoreError
-from mefeat.face.schedule import anchor_frames, interpolate_transforms, point_shift, repair_anchors
+from mefeat.face.schedule import (
+    anchor_frames,
+    hold_transforms,
+    interpolate_transforms,
+    point_shift,
+    repair_anchors,
+    step_transforms,
+)
 from mefeat.flow.roi import roi_image, roi_layout
 from mefeat.run.extract_long import extract_long
 from mefeat.store import FeatureStore
@@ -35,6 +42,16 @@ def test_anchor_frames_and_interpolation_by_hand():
     m = interpolate_transforms([0, 4], [shift(0, 0), shift(8, -4)], [0, 1, 4, 6])
     assert m[:, 0, 2].tolist() == [0, 2, 8, 8]  # a quarter of the way; constant beyond
     assert m[:, 1, 2].tolist() == [0, -1, -4, -4]
+
+
+def test_a_transform_is_held_until_the_face_moves_beyond_the_tolerance():
+    # the face jitters by 0.5 px, then drifts: 1, 2.5, 3, 6 px from the start
+    shifts = [0, 0.5, -0.5, 1.0, 2.5, 3.0, 6.0]
+    held, switches = hold_transforms([shift(x, 0) for x in shifts], size=64, tolerance=2.0)
+    assert held[:, 0, 2].tolist() == [0, 0, 0, 0, 2.5, 2.5, 6.0]
+    assert switches == [0, 4, 6]
+    steps = step_transforms([0, 10, 20], held[[0, 4, 6]], [0, 9, 10, 15, 25])
+    assert steps[:, 0, 2].tolist() == [0, 0, 2.5, 2.5, 6.0]
 
 
 def test_repair_fills_missing_faces_and_replaces_a_jump():
@@ -91,20 +108,44 @@ def drifting(tmp_path_factory, aligner):
 
 
 def test_drift_stays_bounded_with_the_schedule_and_not_without(drifting):
-    """Aligned frames against the first: with an anchor a second the face stays within a
-    pixel of its place (dlib's jitter); with anchors on the first and last frame only (both
-    at the same head position) it follows the head's 6-px drift (7 aligned px)."""
+    """Aligned frames against the first. The bound of the schedule: the tolerance (2 px),
+    plus the head's travel between two detections (the synthetic drift 6 sin(2 pi t / 300)
+    camera px moves at most 12 sin(pi every / 300) in ``every`` frames, times the aligner's
+    scale), plus a detection's jitter (1 px). With anchors on the first and last frame
+    only (both at the same head position) the face follows the head's whole 6-px drift."""
     root, video = drifting
-    residual = {}
-    for every in (30, 300):
+    residual, bound = {}, {}
+    for every in (10, 300):
         store = root / f"every{every}.zarr"
         extract_long(LongVideoSet([video], [], []), store, ks=[6], flow="farneback",
-                     every=every, chunk=100)
-        a = LongVideoStore.open(store).video(video.key).frames().astype(np.float32)
+                     every=every, tolerance=2.0, chunk=100)
+        lv = LongVideoStore.open(store).video(video.key)
+        a = lv.frames().astype(np.float32)
         residual[every] = max(np.hypot(*cv2.phaseCorrelate(a[0], a[t])[0])
                               for t in range(0, 300, 5))
-    assert residual[30] < 1.0
-    assert residual[300] > 5.0
+        scale = float(np.hypot(*lv.anchors()[1][0][:, 0]))  # aligned px per camera px
+        bound[every] = 2.0 + 12 * np.sin(np.pi * every / 300) * scale + 1.0
+    assert residual[10] < bound[10] < 5.0
+    assert residual[300] > 5 * scale  # of the 6 px (7 aligned px) the head drifts
+
+
+def test_a_still_face_stays_still_between_detections(tmp_path, aligner):
+    """No drift: the alignment never changes (one switch, at frame 0), so the motion score
+    of the stored frames against the first is the noise floor (0.02 px) that a clip aligned
+    with one transform has, not the detections' jitter (0.1-0.3 px when every frame took its
+    own or an interpolated transform)."""
+    from mefeat.demo import demo_face
+    from mefeat.keyframes.intervals import motion_curve
+    from mefeat.synth import face_photo, make_long_video
+
+    camera, landmarks = demo_face(face_photo(), 1, np.random.default_rng(1), aligner)
+    video = _video(tmp_path / "v", make_long_video(camera, landmarks, [], n_frames=150,
+                                                   noise=0.5))
+    extract_long(LongVideoSet([video], [], []), tmp_path / "s.zarr", ks=[6],
+                 flow="farneback", every=30)
+    lv = LongVideoStore.open(tmp_path / "s.zarr").video(video.key)
+    assert lv.group.attrs["switches"] == [0]
+    assert motion_curve(lv.frames()).max() < 0.05
 
 
 def _small(tmp: Path) -> LongVideo:

@@ -29,16 +29,35 @@ def test_frame_labels_by_hand():
 
 def test_smoothing_threshold_and_intervals_by_hand():
     s = np.array([0, 0, 4, 4, 0, 0, 0, 0], float)
-    # frame x + 1 = mean(s[x], s[x+1]) for k = 1
-    assert smooth_scores(s, 1, 10).tolist() == [0, 0, 2, 4, 2, 0, 0, 0, 0, 0]
-    curve = np.zeros(40)
+    # frame x + 1 = mean(s[x], s[x+1]) for k = 1, x = 0..6; no full window: NaN
+    np.testing.assert_array_equal(smooth_scores(s, 1, 10),
+                                  [np.nan, 0, 2, 4, 2, 0, 0, 0, np.nan, np.nan])
+    curve = np.full(40, np.nan)
+    curve[3:37] = 0
     curve[10], curve[11], curve[30] = 1.0, 0.9, 0.6
-    # inner frames 3..36: mean 2.5/34 = 0.0735, max 1: thresholds 0.537 (p 0.5), 0.629 (0.6);
+    # scored frames 3..36: mean 2.5/34 = 0.0735, max 1: thresholds 0.537 (p 0.5), 0.629 (0.6);
     # frame 11 is no peak (10 is higher and within k)
-    assert threshold(curve, 3, 0.5) == pytest.approx(2.5 / 34 + 0.5 * (1 - 2.5 / 34))
+    assert threshold(curve, 0.5) == pytest.approx(2.5 / 34 + 0.5 * (1 - 2.5 / 34))
     assert score_intervals(curve, 3, 0.5) == [(7, 10, 13, 1.0), (27, 30, 33, 0.6)]
     assert score_intervals(curve, 3, 0.6) == [(7, 10, 13, 1.0)]
-    assert score_intervals(np.zeros(5), 3, 0.5) == []
+    assert score_intervals(np.full(5, np.nan), 3, 0.5) == []
+    # the last scored frame is no peak for want of a score after it (SoftNet's agg[k:-k])
+    curve = np.full(20, np.nan)
+    curve[2:15] = np.linspace(0, 1, 13)
+    assert score_intervals(curve, 2, 0.5) == []
+
+
+def test_scores_of_a_video_end_where_its_windows_do():
+    """100 frames, k = 6: raw scores for frames 0..93 (a flow to t+6), smoothed over 12
+    for frames 6..88; the threshold is SoftNet's on those 83 frames alone."""
+    raw = np.zeros(94)
+    raw[20:30] = 1.0
+    curve = smooth_scores(raw, 6, 100)
+    scored = np.flatnonzero(np.isfinite(curve))
+    assert (scored[0], scored[-1]) == (6, 88)
+    # each of the 10 raw ones is in 12 windows of 12: the 83 scores sum to 10; max 10/12
+    assert threshold(curve, 0.55) == pytest.approx(10 / 83 + 0.55 * (10 / 12 - 10 / 83))
+    assert [iv[1] for iv in score_intervals(curve, 6, 0.55)] == [25]
 
 
 def test_softnet_network_size_and_scaling():
@@ -94,6 +113,7 @@ def test_spot_long_softnet_with_a_recogniser(long_world):
     assert [f["subject"] for f in m["folds"]["micro"]] == ["s01", "s02"]
     assert all(0.05 <= f["p"] <= 0.95 for f in m["folds"]["macro"])
     # the run's held-out subjects are the short demo's (sub01, sub02): all folds classify
+    # the run's folds are the short demo's (casme2/sub01, casme2/sub02): all classify
     assert set(m["recognizer"]["folds_used"].values()) <= {"all folds (mean)"}
     rows = json.loads((out / "intervals.json").read_text())
     with open(out / "intervals.csv") as f:
@@ -121,6 +141,16 @@ def test_spot_long_mdmd_finds_the_macro_expressions(long_world):
     m = json.loads(res.stdout)  # the progress lines go to stderr
     assert m["spotting"]["macro"]["tp"] >= 2
     assert m["mdmd_flow"] == "farneback"
+
+
+def test_recogniser_fold_is_the_one_that_held_the_person_out():
+    from mefeat.run.spot_long import recogniser_fold
+
+    folds = {"samm/006", "samm/007", "casme3a/spNO.1"}
+    assert recogniser_fold(folds, "samm-long", "006") == "samm/006"
+    assert recogniser_fold(folds, "casme3a-long", "spNO.1") == "casme3a/spNO.1"
+    assert recogniser_fold(folds, "samm-long", "008") is None  # never trained on 008
+    assert recogniser_fold(folds, "casme-sq", "006") is None  # another dataset's people
 
 
 def test_spot_long_refusals(long_world, tmp_path):

@@ -1,20 +1,23 @@
-"""Alignment of a long video on a schedule: the face found every ``every`` frames, the
-transform of the frames between two such anchors interpolated.
+"""Alignment of a long video on a schedule: the face found every ``every`` frames, one
+transform held until the head has moved.
 
 A clip is aligned with one transform from its onset frame (:func:`mefeat.face.align_clip`):
-over a second the head barely moves. Over a recording of minutes it does, so one
-transform would let the face drift out of its place; landmarks on every frame would follow
-the head but add the predictor's jitter (a pixel or so) to every frame, which a spotter
-would take for motion. Between the two, the face is found on anchor frames
-(:func:`anchor_frames`, every ``every`` frames and the last), and each frame's transform is
-the linear interpolation of its two anchors' transforms (:func:`interpolate_transforms`).
+over a second the head barely moves. Over a recording of minutes it does, so one transform
+would let the face drift out of its place. Landmarks on every frame (or transforms
+interpolated between detections) would follow the head but add the predictor's jitter (a
+pixel or so of shift, scale and rotation) to every frame, which a spotter takes for motion:
+on the demo's long videos a still face then scores like a micro-expression.
 
-The drift left in an aligned frame is then bounded by how far the head's motion departs
-from a straight line between two anchors: at most the head's travel within ``every``
-frames, and nothing for a steady motion. An anchor where no face is found takes its
-neighbours' interpolation; a transform that jumps from both its neighbours by more than
-``max_jump`` pixels of the aligned face (a landmark fit on something else) is replaced the
-same way, and both are reported.
+So the face is found on anchor frames (:func:`anchor_frames`, every ``every`` frames and
+the last), and the transform in use is kept while each anchor's own transform places the
+face within ``tolerance`` pixels of it (:func:`point_shift`); at the first anchor beyond,
+that anchor's transform takes over (:func:`hold_transforms`), and every frame uses the
+transform of the last anchor at or before it (:func:`step_transforms`). Frames between two
+switches are aligned exactly alike, as a clip is, and the drift of the face from its place
+is bounded by ``tolerance`` plus the head's travel within ``every`` frames (and the jitter
+of one detection). An anchor where no face is found, or whose transform jumps from both
+neighbours by more than ``max_jump`` pixels (a landmark fit on something else), takes its
+neighbours' interpolation (:func:`repair_anchors`), and both are reported.
 """
 
 from __future__ import annotations
@@ -57,6 +60,29 @@ def point_shift(a: np.ndarray, b: np.ndarray, size: int) -> float:
     return float(np.max(np.hypot(*(moved[:, :2] - corners).T)))
 
 
+def hold_transforms(matrices: np.ndarray, *, size: int,
+                    tolerance: float) -> tuple[np.ndarray, list[int]]:
+    """The transform in use from each anchor on (A, 2, 3): the previous one while the
+    anchor's own places the face within ``tolerance`` pixels of it, else the anchor's own;
+    and the indices of the anchors where it changed (0 first)."""
+    matrices = np.asarray(matrices, np.float64)
+    held = matrices.copy()
+    switches = [0]
+    for i in range(1, len(matrices)):
+        if point_shift(held[i - 1], matrices[i], size) > tolerance:
+            switches.append(i)
+        else:
+            held[i] = held[i - 1]
+    return held, switches
+
+
+def step_transforms(anchors: np.ndarray, held: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """The (N, 2, 3) transforms of ``frames``: each that of the last anchor at or before it
+    (the first anchor's before the first)."""
+    i = np.searchsorted(np.asarray(anchors), np.asarray(frames), side="right") - 1
+    return np.asarray(held)[np.clip(i, 0, len(anchors) - 1)]
+
+
 class Schedule(NamedTuple):
     """Anchor frames and their transforms after repair, and what was repaired
     (``{"frame", "reason"}``)."""
@@ -70,7 +96,11 @@ def repair_anchors(anchors: np.ndarray, matrices: list[np.ndarray | None], reaso
                    *, size: int, max_jump: float) -> Schedule:
     """Fill the anchors without a transform (``None``, with its reason in ``reasons``) and
     replace those jumping more than ``max_jump`` aligned pixels from both neighbours, by
-    interpolating the others. Raises ``ValueError`` when no anchor has a transform."""
+    interpolating the others. Raises ``ValueError`` when no anchor has a transform.
+
+    The first and last anchors with a face have one neighbour and are not checked, and two
+    neighbouring bad anchors (each close to the other) pass: the check catches a single
+    landmark fit gone astray."""
     anchors = np.asarray(anchors)
     ok = np.array([m is not None for m in matrices])
     if not ok.any():

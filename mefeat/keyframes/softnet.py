@@ -35,6 +35,8 @@ def frame_labels(n_frames: int, expressions: Iterable[tuple[int, int]], k: int) 
     n = max(n_frames - k, 0)
     y = np.zeros(n, np.float32)
     for onset, offset in expressions:
+        if offset <= onset:  # SoftNet's frames onset+1..offset are none
+            continue
         # t..t+k-1 meets onset+1..offset  <=>  t <= offset and t + k - 1 >= onset + 1
         lo, hi = max(onset + 2 - k, 0), min(offset, n - 1)
         if lo <= hi:
@@ -44,9 +46,9 @@ def frame_labels(n_frames: int, expressions: Iterable[tuple[int, int]], k: int) 
 
 def smooth_scores(scores: np.ndarray, k: int, n_frames: int) -> np.ndarray:
     """The score of every frame (length ``n_frames``): frame x + k gets the mean of the
-    raw scores x..x+2k-1 (SoftNet's ``agg``); frames without a full window get 0."""
+    raw scores x..x+2k-1 (SoftNet's ``agg``); frames without a full window are NaN."""
     s = np.asarray(scores, np.float64)
-    out = np.zeros(n_frames, np.float64)
+    out = np.full(n_frames, np.nan)
     if len(s) >= 2 * k and k >= 1:
         c = np.concatenate([[0.0], np.cumsum(s)])
         means = (c[2 * k:] - c[:-2 * k]) / (2 * k)  # x = 0 .. len(s) - 2k
@@ -54,27 +56,33 @@ def smooth_scores(scores: np.ndarray, k: int, n_frames: int) -> np.ndarray:
     return out
 
 
-def threshold(curve: np.ndarray, k: int, p: float) -> float:
-    """mean + p (max - mean) of the frames with a full window (SoftNet's ``agg[k:-k]``)."""
-    inner = np.asarray(curve)[k:len(curve) - k] if len(curve) > 2 * k else np.asarray(curve)
-    mean = float(inner.mean()) if len(inner) else 0.0
-    return mean + p * (float(inner.max()) - mean) if len(inner) else np.inf
+def _scored(curve: np.ndarray) -> tuple[int, np.ndarray]:
+    """The first frame with a score and the scores from it to the last (SoftNet's
+    ``agg[k:-k]``, the frames with a full window)."""
+    c = np.asarray(curve, np.float64)
+    idx = np.flatnonzero(np.isfinite(c))
+    return (int(idx[0]), c[idx[0]:idx[-1] + 1]) if len(idx) else (0, c[:0])
+
+
+def threshold(curve: np.ndarray, p: float) -> float:
+    """mean + p (max - mean) of the frames with a score (``training.py`` 152)."""
+    _, inner = _scored(curve)
+    if not len(inner):
+        return np.inf
+    mean = float(inner.mean())
+    return mean + p * (float(inner.max()) - mean)
 
 
 def score_intervals(curve: np.ndarray, k: int, p: float) -> list[tuple[int, int, int, float]]:
-    """The intervals ``(onset, peak, offset, score)`` of a smoothed curve: peaks at least
-    ``threshold(curve, k, p)`` high and ``k`` frames apart, each as frames peak-k..peak+k
-    (clipped to the video)."""
+    """The intervals ``(onset, peak, offset, score)`` of a smoothed curve (NaN where no
+    score): peaks of the scored frames at least ``threshold(curve, p)`` high and ``k``
+    frames apart, each as frames peak-k..peak+k (clipped to the video)."""
     from scipy.signal import find_peaks
 
-    curve = np.asarray(curve, np.float64)
-    n = len(curve)
-    if n <= 2 * k:
+    first, inner = _scored(curve)
+    if not len(inner):
         return []
-    inner = curve[k:n - k]
-    peaks, _ = find_peaks(inner, height=threshold(curve, k, p), distance=max(k, 1))
-    out = []
-    for q in peaks:
-        f = int(q) + k
-        out.append((max(f - k, 0), f, min(f + k, n - 1), float(curve[f])))
-    return out
+    n = len(curve)
+    peaks, _ = find_peaks(inner, height=threshold(curve, p), distance=max(k, 1))
+    return [(max(f - k, 0), f, min(f + k, n - 1), float(curve[f]))
+            for f in (int(q) + first for q in peaks)]

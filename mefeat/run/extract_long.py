@@ -3,10 +3,13 @@
 For each video of a long-video reader (:mod:`mefeat.datasets.longvideo`):
 
 1. **alignment on a schedule** (:mod:`mefeat.face.schedule`): dlib's landmarks on every
-   ``every``-th frame (default: one a second) and the last; a frame's similarity transform
-   is the interpolation of its two anchors'. Anchors without a face, or whose transform
-   jumps from both neighbours by more than ``max_jump`` aligned pixels, are replaced by
-   their neighbours' interpolation and listed in the video's attributes (``repaired``);
+   ``every``-th frame (default: one a second) and the last; the transform in use is held
+   until an anchor's own places the face more than ``tolerance`` aligned pixels away
+   (default 2.5% of ``size``), and each frame takes the transform of the last anchor at or
+   before it. Anchors without a face, or whose transform jumps from both neighbours by
+   more than ``max_jump`` aligned pixels (default 5%), are replaced by their neighbours'
+   interpolation; both are listed in the video's attributes (``repaired``), and the
+   anchors where the transform changed in ``switches``;
 2. **ROIs**: the median of the anchors' landmarks in aligned pixels places SoftNet's
    brow and mouth boxes, nose patch and eye masks (:func:`mefeat.flow.roi.roi_layout`);
 3. **chunks** of ``chunk`` frames, in order: the frames read (grayscale), warped to
@@ -32,7 +35,7 @@ from mefeat.datasets.longvideo import LongExpression, LongVideo, LongVideoSet
 from mefeat.errors import FaceNotFoundError, MefeatError, SampleError
 from mefeat.face import AlignConfig, FaceAligner
 from mefeat.face.align import similarity_from_landmarks, transform_points
-from mefeat.face.schedule import anchor_frames, interpolate_transforms, repair_anchors
+from mefeat.face.schedule import anchor_frames, hold_transforms, repair_anchors, step_transforms
 from mefeat.flow import compute_flow, prepare_flow
 from mefeat.flow.roi import ROI_SIZE, roi_image, roi_layout
 from mefeat.frames import read_gray
@@ -71,15 +74,16 @@ def expression_record(e: LongExpression) -> dict[str, Any]:
 
 def extract_long(
     videos: LongVideoSet, store: str | os.PathLike, *, ks: Sequence[int] | None = None,
-    size: int = 128, every: int | None = None, max_jump: float | None = None,
+    size: int = 128, every: int | None = None, tolerance: float | None = None,
+    max_jump: float | None = None,
     flow: str = "tvl1", flow_params: dict[str, Any] | None = None, chunk: int = 256,
     upsample: int = 1, progress: bool = False,
 ) -> LongExtractSummary:
     """Write every video of ``videos`` into ``store``'s ``long/`` group (module docstring).
 
     ``ks`` default to the dataset's (:data:`SOFTNET_K`); ``every`` to one anchor a second;
-    ``max_jump`` to 5% of ``size``. A video that cannot be read or has no face on any
-    anchor is reported in ``failed`` and the others go on.
+    ``tolerance`` to 2.5% and ``max_jump`` to 5% of ``size``. A video that cannot be read
+    or has no face on any anchor is reported in ``failed`` and the others go on.
     """
     from tqdm import tqdm
 
@@ -96,6 +100,7 @@ def extract_long(
             if any(k < 1 for k in vks):
                 raise MefeatError(f"--k must be >= 1, got {vks}")
             config = {"size": size, "every": every or max(1, round(video.fps)),
+                      "tolerance": tolerance if tolerance is not None else 0.025 * size,
                       "max_jump": max_jump if max_jump is not None else 0.05 * size,
                       "flow": flow, "flow_params": flow_params or {}, "ks": vks,
                       "chunk": chunk, "roi": "softnet", "upsample": upsample}
@@ -142,11 +147,18 @@ def _anchors(video: LongVideo, lv, aligner: FaceAligner, config: dict) -> None:
         raise FaceNotFoundError(video.key, f"no face found on any of its {len(anchors)} "
                                 f"anchor frames (every {config['every']} frames); check "
                                 "the frames or crop them") from None
+    held, switches = hold_transforms(schedule.matrices, size=config["size"],
+                                     tolerance=config["tolerance"])
     landmarks = np.median(np.stack(points), axis=0)
+    try:
+        rois = roi_layout(landmarks, config["size"])
+    except ValueError as exc:
+        raise FaceNotFoundError(video.key, str(exc)) from None
     with deferred_interrupts():
-        lv.write_anchors(schedule.anchors, schedule.matrices,
+        lv.write_anchors(schedule.anchors, held,
                          {"repaired": schedule.repaired, "landmarks": landmarks.tolist(),
-                          "rois": roi_layout(landmarks, config["size"])})
+                          "switches": [int(schedule.anchors[i]) for i in switches],
+                          "rois": rois})
 
 
 def _extract_video(video: LongVideo, lv, aligner: FaceAligner, config: dict, *,
@@ -166,7 +178,7 @@ def _extract_video(video: LongVideo, lv, aligner: FaceAligner, config: dict, *,
                   disable=not progress):
         start, stop = i * c, min((i + 1) * c, n)
         span = range(start, min(stop + max(ks), n))
-        transforms = interpolate_transforms(anchors, matrices, np.asarray(span))
+        transforms = step_transforms(anchors, matrices, np.asarray(span))
         aligned = np.stack([
             cv2.warpAffine(read_gray(video.frames[t], key=video.key), m, (size, size),
                            flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)

@@ -200,7 +200,7 @@ def _pick_fold(files: list[tuple[str, Path]], fold: str, ckpt: Path) -> list[tup
 
 
 @lru_cache(maxsize=2)
-def _aligner(config: AlignConfig) -> FaceAligner:
+def aligner_for(config: AlignConfig) -> FaceAligner:
     # Loading dlib's models takes seconds; a process that predicts many clips loads them once.
     return FaceAligner(config)
 
@@ -246,7 +246,7 @@ def view_inputs(run: Run, aligned: np.ndarray, landmarks: np.ndarray, onset: int
     return tuple(np.ascontiguousarray(x, dtype=np.float32) for x in inputs), maps
 
 
-def _keyed(run: Run, raw: np.ndarray, aligner: FaceAligner, start: int, where: str,
+def keyed_clip(run: Run, raw: np.ndarray, aligner: FaceAligner, start: int, where: str,
            figure: bool, colour: np.ndarray | None = None) -> _Keyed:
     """Align ``raw`` (one expression; ``colour``: its RGB frames, where the run's view reads
     them) on its first frame, spot the apex, make the inputs; indices in the result are
@@ -303,7 +303,7 @@ def predict(
             f"{src.path}: {n} frame{'s' if n != 1 else ''}; a clip needs at least 3 (an onset, "
             "an apex between and an offset)"
         )
-    aligner = _aligner(run.align)
+    aligner = aligner_for(run.align)
     figure = out is not None
     result: dict[str, Any] = {
         "clip": str(src.path), "kind": src.kind, "n_frames": n, "fps": src.fps,
@@ -314,13 +314,13 @@ def predict(
     curves: list[tuple[int, np.ndarray]] = []
     if n <= window:
         result["mode"] = "clip"
-        keyed = [_keyed(run, src.frames, aligner, 0, f"{src.path} (first frame)", figure,
+        keyed = [keyed_clip(run, src.frames, aligner, 0, f"{src.path} (first frame)", figure,
                         src.colour)]
     else:
         result.update(mode="video", window=window, stride=stride, threshold=threshold)
         keyed, result["skipped"], curves = _video(run, src, aligner, window, stride,
                                                   threshold, figure, progress)
-    result["intervals"] = _classified(run, keyed)
+    result["intervals"] = classified(run, keyed)
     if result["mode"] == "clip":
         result.update(result["intervals"][0])
     if figure:
@@ -338,7 +338,7 @@ def _video(run: Run, src, aligner: FaceAligner, window: int, stride: int, thresh
     for iv in found.intervals:
         try:
             part = slice(iv.onset, iv.offset + 1)
-            k = _keyed(run, src.frames[part], aligner, iv.onset,
+            k = keyed_clip(run, src.frames[part], aligner, iv.onset,
                        f"{src.path} (frame {iv.onset})", figure,
                        None if src.colour is None else src.colour[part])
         except SampleError as exc:
@@ -349,7 +349,7 @@ def _video(run: Run, src, aligner: FaceAligner, window: int, stride: int, thresh
     return keyed, found.skipped, found.curves
 
 
-def _classified(run: Run, keyed: list[_Keyed]) -> list[dict[str, Any]]:
+def classified(run: Run, keyed: list[_Keyed]) -> list[dict[str, Any]]:
     """One row per expression: its key frames, score, and label and probabilities (the
     folds' mean softmax), or why it could not be classified."""
     ok = [k.inputs for k in keyed if k.inputs is not None]

@@ -17,8 +17,10 @@ Spotters (``SPOTTERS``), all on what ``extract-long`` stored:
 With a ``recognizer`` (a ``mefeat train`` run folder), every spotted micro-interval is cut
 from the video's own frames (the files listed at extraction), aligned on its onset, its
 apex spotted and classified as ``mefeat predict`` classifies a clip. Honest folds: when the
-video's subject is one of the run's held-out subjects, only that subject's fold model
-classifies it (the others saw the subject in training); otherwise the mean of all folds.
+run was trained on the short clips of the same people (SAMM for SAMM Long Videos, CAS(ME)^3
+part A for its long videos, :data:`SHORT_OF`) and has a fold that held the video's subject
+out, only that fold's model classifies it (the others saw the person in training);
+otherwise (another dataset, another person) the mean of all folds.
 
 Scores (:mod:`mefeat.keyframes.challenge`): spotting P/R/F1 per kind and overall at
 IoU >= 0.5, counts pooled over every video; with a recognizer, the STR scores of the
@@ -102,6 +104,11 @@ def spot_flowpeak(lv: LongVideo) -> tuple[list[dict], dict[str, np.ndarray]]:
 def spot_softnet(videos: list[LongVideo], *, p: float | str, epochs: int, progress: bool):
     from mefeat.train.spotting import SpotVideo, softnet_loso
 
+    subjects = sorted({lv.meta["subject"] for lv in videos})
+    if len(subjects) < 2:
+        raise MefeatError(f"softnet trains leave-one-subject-out: it needs the long videos "
+                          f"of 2 subjects or more, the store has {subjects}; use mdmd or "
+                          "flowpeak")
     rows: list[dict] = []
     curves: dict[str, dict[str, np.ndarray]] = {lv.key: {} for lv in videos}
     folds: dict[str, list[dict]] = {}
@@ -125,36 +132,48 @@ def spot_softnet(videos: list[LongVideo], *, p: float | str, epochs: int, progre
     return rows, curves, folds
 
 
+# The short-clip dataset recorded from the same people as a long-video dataset: a run
+# trained on it has a fold per subject, named ``<dataset>/<subject>`` like the long video's.
+SHORT_OF = {"samm-long": "samm", "casme3a-long": "casme3a"}
+
+
+def recogniser_fold(held_out: set[str], dataset: str, subject: str) -> str | None:
+    """The run's fold that held ``subject`` of long-video ``dataset`` out (``None``: the
+    run never trained on that person, so every fold may classify the video)."""
+    name = f"{SHORT_OF.get(dataset, dataset)}/{subject}"
+    return name if name in held_out else None
+
+
 def recognise(rows: list[dict], videos: dict[str, LongVideo], run) -> dict[str, Any]:
     """Label every micro row in place (``label``, ``probabilities`` or ``error``) with
     ``run`` (:func:`mefeat.run.predict.load_run`); the run's classes and the fold used per
     subject."""
     from mefeat.models import get_spec
-    from mefeat.run.predict import _aligner, _classified, _keyed
+    from mefeat.run.predict import aligner_for, classified, keyed_clip
 
     colour = get_spec(run.model).view.colour
-    aligner = _aligner(run.align)
+    aligner = aligner_for(run.align)
     held_out = {s for s, _ in run.folds}
     used: dict[str, str] = {}
     for row in rows:
         if row["kind"] != "micro":
             continue
         lv = videos[row["video"]]
-        subject = lv.meta["subject"]
-        fold_run = replace(run, folds=[f for f in run.folds if f[0] == subject]) \
-            if subject in held_out else run
-        used[subject] = subject if subject in held_out else "all folds (mean)"
+        fold = recogniser_fold(held_out, lv.meta["dataset"], lv.meta["subject"])
+        fold_run = run if fold is None else replace(run, folds=[f for f in run.folds
+                                                              if f[0] == fold])
+        used[lv.meta["subject"]] = fold or "all folds (mean)"
         folder = Path(lv.meta["folder"])
         paths = [folder / name for name in lv.meta["files"][row["onset"]:row["offset"] + 1]]
         try:
             raw = read_clip(paths, key=lv.key)
             rgb = read_colour_clip(paths, key=lv.key) if colour else None
-            keyed = _keyed(fold_run, raw, aligner, row["onset"],
+            keyed = keyed_clip(fold_run, raw, aligner, row["onset"],
                            f"{lv.key} (frame {row['onset_frame']})", False, rgb)
         except SampleError as exc:
             row["error"] = exc.reason
             continue
-        out = _classified(fold_run, [keyed])[0]
+        out = classified(fold_run, [keyed])[0]
         row["label"] = out["label"]
         row["probabilities"] = {c: round(v, 5) for c, v in out["probabilities"].items()}
     return {"run": str(run.path), "model": run.model, "classes": list(run.classes),

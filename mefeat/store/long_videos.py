@@ -6,8 +6,8 @@
       long/<dataset>/<subject>/<video>/    attrs: meta (dataset, subject, video, fps,
                                            frame numbers, expressions), config and its
                                            fingerprint, anchors' repairs, ROI boxes
-        anchors      (A,) int64            frames the face was found on
-        transforms   (A, 2, 3) float64     their similarity transforms (after repair)
+        anchors      (A,) int64            frames the face was sought on
+        transforms   (A, 2, 3) float64     the transform in use from each on
         frames       (T, S, S) uint8       aligned grayscale frames, chunked (C, S, S)
         roi_k<K>     (T, R, R, 3) float16  the ROI image of the flow from t to t+K
                                            (zeros where t+K is past the end), chunked (C, ..)
@@ -16,7 +16,8 @@
 A chunk of C frames is written whole (its frames, then every ``roi_k*``), then its
 ``chunk_done`` element: a writer killed at any point leaves chunks that are either marked
 done and complete or unmarked and written again on resume. A video's group is created
-with its config; resuming with another config is refused with the settings that differ.
+with its config; resuming with another config, or other frame files, is refused with what
+differs (the expressions, which no array depends on, are updated).
 Readers read any span of frames; :meth:`LongVideo.complete` says whether all chunks are
 done.
 """
@@ -211,6 +212,14 @@ class LongVideoStore(HoldsLock):
                 raise StoreError(f"{self.path}: long video {key} was extracted with other "
                                  f"settings ({'; '.join(config_diff(old, config))}); use "
                                  "another --store or its settings")
+            stored = group.attrs["meta"]
+            for field in ("files", "frame_numbers"):
+                if stored.get(field) != meta.get(field):
+                    raise StoreError(
+                        f"{self.path}: long video {key} was extracted from other frames (its "
+                        f"{field.replace('_', ' ')} differ: {len(stored.get(field) or [])} "
+                        f"then, {len(meta.get(field) or [])} now); use another --store")
+            group.attrs["meta"] = meta  # the annotation may have been corrected since
             return LongVideo(group, key)
         group = self.root.require_group(path)
         n_chunks = -(-n_frames // chunk)

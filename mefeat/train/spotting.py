@@ -11,6 +11,12 @@ subjects' videos (``training.py`` of genbing99/SoftNet-SpotME @dd43d1e, cited by
 - MSE, SGD with learning rate 0.0005, batch 12, 10 epochs (lines 126-127, 182-183); each
   channel of each sample min-max scaled (:func:`mefeat.models.softnet.minmax`).
 
+Two differences from SoftNet's code: it trains and scores only the videos with an
+expression of the kind (``load_label.py``'s ``vid_need``), where here every video takes
+part (the challenge scores every video, a video without expressions for its false
+positives); and its ``random_noise`` clips the noisy copy to [0, 1] (or [-1, 1]), which
+this noise (on ROI values that are flows, not intensities) does not.
+
 Then the held-out subject's videos are scored. SoftNet's threshold factor p (0.55 for every
 dataset and kind, line 186) was fixed on the published results; here, by default
 (``p="train"``), each fold picks p from 0.05..0.95 to maximise the F1 of its own training
@@ -27,6 +33,7 @@ import cv2
 import numpy as np
 import torch
 
+from mefeat.errors import MefeatError
 from mefeat.keyframes.challenge import Expression, spotting_scores
 from mefeat.keyframes.softnet import frame_labels, score_intervals, smooth_scores
 from mefeat.models.softnet import SoftNet, minmax
@@ -135,7 +142,8 @@ def softnet_loso(videos: Sequence[SpotVideo], k: int, kind: str, *, p: float | s
     their intervals found with p chosen on the training videos (or fixed)."""
     subjects = sorted({v.subject for v in videos})
     if len(subjects) < 2:
-        raise ValueError(f"leave-one-subject-out needs 2 subjects or more, got {subjects}")
+        raise MefeatError(f"softnet: leave-one-subject-out needs 2 subjects or more, the "
+                          f"store has {subjects}")
     from tqdm import tqdm
 
     folds = []
