@@ -20,7 +20,11 @@ measured on a GPU: ``--no-rehearsal`` leaves it out) and writes ``OUT/gpu_check.
 4. the scale rehearsal (``benchmarks/scale_rehearsal.py``): CausalNet and HTNet through
    ``mefeat train`` on all 68 folds, 1 epoch a fold, peak host and GPU memory at 2, 6 and
    68 folds, seconds per fold, achieved GFLOP/s against a float32 matmul;
-5. peak GPU memory, dtype, TF32 / bf16 settings, torch and CUDA versions.
+5. long-video spotting (issue 27): synthetic long videos (4 of 600 frames; 2 in the smoke
+   run) through ``extract-long`` (OpenCV's Farneback flow on the CPU: frames per second),
+   then ``spot-long --spotter softnet`` (LOSO, one SoftNet per subject and kind) on the CPU
+   and on the GPU: seconds, frames per second and the ratio, with each run's F1;
+6. peak GPU memory, dtype, TF32 / bf16 settings, torch and CUDA versions.
 
 ``--smoke`` runs the same steps on the CPU with 2 folds and 2 epochs, on a few light
 models and on the samples of 4 subjects (CausalNet's full-batch step on 435 samples takes
@@ -172,6 +176,32 @@ def official_seconds(model: str, epochs: int) -> float:
     return (lo + hi) / 2 * epochs
 
 
+def spot_long_timing(device: torch.device, *, smoke: bool) -> dict:
+    """Step 5 of the module docstring."""
+    from mefeat.datasets.longvideo import read_long_videos
+    from mefeat.demo import build_long_demo
+    from mefeat.run.extract_long import extract_long
+    from mefeat.run.spot_long import spot_long
+
+    videos, epochs = (2, 1) if smoke else (4, 10)
+    report: dict = {"videos": videos, "frames": videos * 600, "epochs": epochs, "runs": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        demo = build_long_demo(tmp, videos=videos, frames=600)
+        store = Path(tmp) / "long.zarr"
+        t0 = time.perf_counter()
+        extract_long(read_long_videos("casme-sq", demo.root), store, flow="farneback")
+        report["extract_long_fps"] = report["frames"] / (time.perf_counter() - t0)
+        for dev in ["cpu"] if device.type == "cpu" else ["cpu", str(device)]:
+            t0 = time.perf_counter()
+            m = spot_long(store, spotter="softnet", out=Path(tmp) / f"spot-{dev}",
+                          epochs=epochs, figures=False, device=dev)
+            seconds = time.perf_counter() - t0
+            report["runs"][dev] = {"seconds": seconds,
+                                   "frames_per_second": report["frames"] / seconds,
+                                   "overall_f1": m["spotting"]["overall"]["f1"]}
+    return report
+
+
 def environment(device: torch.device) -> dict:
     env = {"torch": torch.__version__, "cuda": torch.version.cuda, "device": str(device),
            "dtype": "float32",
@@ -220,6 +250,15 @@ def markdown(report: dict) -> str:
         lines.append(f"\n{r['gflop_per_sample']:.2f} GFLOP a sample; {r['achieved_gflops']:.0f} "
                      f"GFLOP/s achieved against {r['matmul_fp32_gflops']:.0f} of a float32 "
                      f"matmul; full recipe projected {r['projected_full_recipe_h']:.2f} h.")
+    if "spot_long" in report:
+        r = report["spot_long"]
+        lines += ["", "## Long-video spotting (softnet, LOSO)", "",
+                  f"{r['videos']} synthetic long videos, {r['frames']} frames, {r['epochs']} "
+                  f"epochs; extract-long {r['extract_long_fps']:.1f} frames/s (CPU).", "",
+                  "| device | s | frames/s | overall F1 |", "|---|---|---|---|"]
+        for dev, x in r["runs"].items():
+            lines.append(f"| {dev} | {x['seconds']:.1f} | {x['frames_per_second']:.1f} | "
+                         f"{x['overall_f1']:.3f} |")
     env = report["environment"]
     lines += ["", f"Peak GPU memory: {env.get('peak_memory_gib', 0):.2f} GiB; dtype "
               f"{env['dtype']}; TF32 matmul {env['tf32_matmul']}, cuDNN {env['tf32_cudnn']}; "
@@ -276,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
             report["rehearsal"] = [
                 rehearse(m, data_dir=args.data, device=str(device), epochs=1, all_folds=None,
                          checkpoints="none", work=Path(tmp)) for m in ("causalnet", "htnet")]
+    report["spot_long"] = spot_long_timing(device, smoke=args.smoke)
     report["environment"] = environment(device)
     report["wall_s"] = time.perf_counter() - t_start
     (args.out / "gpu_check.json").write_text(json.dumps(report, indent=1, default=str))

@@ -91,8 +91,10 @@ def _p(value: str) -> float | str:
               help="mdmd's flow (the baseline's RLOF: rlof, ~1 s a frame pair).")
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True,
               help="softnet's epochs per fold (SoftNet's 10).")
+@click.option("--device", default="cpu", show_default=True,
+              help="Where softnet trains and the recogniser runs: cpu, cuda, cuda:1...")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
-def spot_long(store, spotter, recognizer, out, p, mdmd_flow, epochs, as_json):
+def spot_long(store, spotter, recognizer, out, p, mdmd_flow, epochs, device, as_json):
     """Spot micro- and macro-expressions in the store's long videos (then recognise them).
 
     Writes OUT/intervals.csv, intervals.json, metrics.json and a timeline figure per video.
@@ -108,7 +110,7 @@ def spot_long(store, spotter, recognizer, out, p, mdmd_flow, epochs, as_json):
     from mefeat.run.spot_long import spot_long as run
 
     m = run(store, spotter=spotter, out=out, recognizer=recognizer, p=_p(p),
-            mdmd_flow=mdmd_flow, epochs=epochs, progress=True)
+            mdmd_flow=mdmd_flow, epochs=epochs, progress=True, device=device)
     if as_json:
         click.echo(json.dumps(m, indent=1))
         return

@@ -29,5 +29,8 @@ def test_gpu_check_smoke_runs_end_to_end(shared_data, tmp_path):
         assert r["folds"] == 2 and r["epochs"] == 2
         assert 0 <= r["last"]["uf1"] <= 1 and 0 <= r["official"]["uar"] <= 1
         assert r["ratio_to_official"] > 0
+    spot = report["spot_long"]
+    assert spot["videos"] == 2 and spot["extract_long_fps"] > 0
+    assert list(spot["runs"]) == ["cpu"] and 0 <= spot["runs"]["cpu"]["overall_f1"] <= 1
     md = (tmp_path / "gpu_check.md").read_text()
     assert "| causalnet | 2/4 |" in md and "Peak GPU memory" in md

@@ -101,7 +101,8 @@ def spot_flowpeak(lv: LongVideo) -> tuple[list[dict], dict[str, np.ndarray]]:
     return rows, {"motion": curve}
 
 
-def spot_softnet(videos: list[LongVideo], *, p: float | str, epochs: int, progress: bool):
+def spot_softnet(videos: list[LongVideo], *, p: float | str, epochs: int, progress: bool,
+                 device: str = "cpu"):
     from mefeat.train.spotting import SpotVideo, softnet_loso
 
     subjects = sorted({lv.meta["subject"] for lv in videos})
@@ -122,7 +123,8 @@ def spot_softnet(videos: list[LongVideo], *, p: float | str, epochs: int, progre
         spot_videos = [SpotVideo(lv.key, lv.meta["subject"], lv.roi(k),
                                  [(e["onset"], e["offset"]) for e in lv.meta["expressions"]
                                   if e["kind"] == kind]) for lv in videos]
-        result = softnet_loso(spot_videos, k, kind, p=p, epochs=epochs, progress=progress)
+        result = softnet_loso(spot_videos, k, kind, p=p, epochs=epochs, progress=progress,
+                              device=device)
         folds[kind] = [{"subject": f.subject, "p": f.p, "k": k} for f in result]
         for f in result:
             for key, intervals in f.intervals.items():
@@ -183,12 +185,16 @@ def recognise(rows: list[dict], videos: dict[str, LongVideo], run) -> dict[str, 
 def spot_long(store: str | os.PathLike, *, spotter: str, out: str | os.PathLike,
               recognizer: str | os.PathLike | None = None, p: float | str = "train",
               mdmd_flow: str = "farneback", epochs: int = 10, figures: bool = True,
-              progress: bool = False) -> dict[str, Any]:
+              progress: bool = False, device: str = "cpu") -> dict[str, Any]:
     """Spot (and recognise) every long video of ``store``; write ``intervals.csv``,
     ``intervals.json``, ``metrics.json`` and ``timeline/<video>.png`` under ``out``; return
-    the metrics."""
+    the metrics. ``device``: where SoftNet trains and the recogniser runs (the flows were
+    computed by ``extract-long``; MDMD's and flow-peak's are OpenCV's, on the CPU)."""
+    from mefeat.train.plan import check_device
+
     if spotter not in SPOTTERS:
         raise MefeatError(f"unknown spotter {spotter!r}; choose one of {list(SPOTTERS)}")
+    device = str(check_device(device))
     ls = LongVideoStore.open(store)
     videos = [ls.video(k) for k in ls.keys()]
     unfinished = [lv.key for lv in videos if not lv.complete()]
@@ -201,14 +207,14 @@ def spot_long(store: str | os.PathLike, *, spotter: str, out: str | os.PathLike,
     if recognizer is not None:  # read (and refused) before the spotting's work
         from mefeat.run.predict import load_run
 
-        run = load_run(recognizer)
+        run = load_run(recognizer, device=device)
     rows: list[dict] = []
     curves: dict[str, dict[str, np.ndarray]] = {}
     metrics: dict[str, Any] = {"store": str(store), "spotter": spotter,
                                "videos": len(videos)}
     if spotter == "softnet":
         rows, curves, metrics["folds"] = spot_softnet(videos, p=p, epochs=epochs,
-                                                      progress=progress)
+                                                      progress=progress, device=device)
         metrics["p"] = p
     else:
         from tqdm import tqdm

@@ -87,14 +87,15 @@ def training_set(videos: Sequence[SpotVideo], k: int, *, augment: bool,
 
 
 def train_softnet(videos: Sequence[SpotVideo], k: int, *, augment: bool, seed: int = 0,
-                  epochs: int = 10, batch_size: int = 12, lr: float = 5e-4) -> SoftNet:
-    """A SoftNet trained on ``videos`` (SoftNet's recipe, module docstring)."""
+                  epochs: int = 10, batch_size: int = 12, lr: float = 5e-4,
+                  device: str = "cpu") -> SoftNet:
+    """A SoftNet trained on ``videos`` (SoftNet's recipe, module docstring) on ``device``."""
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     x, y = training_set(videos, k, augment=augment, rng=rng)
-    model = SoftNet()
+    model = SoftNet().to(device)
     opt = torch.optim.SGD(model.parameters(), lr=lr)
-    xt, yt = _tensor(x), torch.from_numpy(y)
+    xt, yt = _tensor(x).to(device), torch.from_numpy(y).to(device)
     model.train()
     for _ in range(epochs):
         for i in range(0, len(yt), batch_size):
@@ -108,9 +109,10 @@ def train_softnet(videos: Sequence[SpotVideo], k: int, *, augment: bool, seed: i
 
 @torch.no_grad()
 def frame_scores(model: SoftNet, video: SpotVideo, k: int, batch_size: int = 512) -> np.ndarray:
-    """The model's raw score of frames 0..T-k-1 of ``video``."""
+    """The model's raw score of frames 0..T-k-1 of ``video`` (on the model's device)."""
+    device = next(model.parameters()).device
     x = video.roi[:max(video.n_frames - k, 0)]
-    return np.concatenate([model(_tensor(x[i:i + batch_size])).numpy()
+    return np.concatenate([model(_tensor(x[i:i + batch_size]).to(device)).cpu().numpy()
                            for i in range(0, len(x), batch_size)] or [np.zeros(0)])
 
 
@@ -137,7 +139,8 @@ class FoldSpots:
 
 
 def softnet_loso(videos: Sequence[SpotVideo], k: int, kind: str, *, p: float | str = "train",
-                 seed: int = 0, epochs: int = 10, progress: bool = False) -> list[FoldSpots]:
+                 seed: int = 0, epochs: int = 10, progress: bool = False,
+                 device: str = "cpu") -> list[FoldSpots]:
     """One fold per subject: SoftNet trained on the others, the subject's videos scored and
     their intervals found with p chosen on the training videos (or fixed)."""
     subjects = sorted({v.subject for v in videos})
@@ -151,7 +154,8 @@ def softnet_loso(videos: Sequence[SpotVideo], k: int, kind: str, *, p: float | s
                                disable=not progress)):
         train = [v for v in videos if v.subject != s]
         test = [v for v in videos if v.subject == s]
-        model = train_softnet(train, k, augment=kind == "micro", seed=seed + i, epochs=epochs)
+        model = train_softnet(train, k, augment=kind == "micro", seed=seed + i, epochs=epochs,
+                              device=device)
         smooth = {v.key: smooth_scores(frame_scores(model, v, k), k, v.n_frames)
                   for v in test}
         if p == "train":
