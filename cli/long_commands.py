@@ -35,7 +35,10 @@ LONG_SPOTTERS = RegistryChoice(registry("mefeat.run.spot_long", "SPOTTERS"))
               "detection's (default: 2.5% of --size).")
 @click.option("--chunk", type=click.IntRange(min=1), default=256, show_default=True,
               help="Frames written (and resumed) together.")
-def extract_long(root, dataset, annotations, store, ks, flow, size, every, tolerance, chunk):
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Processes computing chunks (this process alone writes the store).")
+def extract_long(root, dataset, annotations, store, ks, flow, size, every, tolerance, chunk,
+                 workers):
     """Align long videos on a schedule and store their ROI flow, in chunks.
 
     The face is found once a second; the alignment changes only when the head has moved
@@ -46,7 +49,7 @@ def extract_long(root, dataset, annotations, store, ks, flow, size, every, toler
     \b
     Example:
       mefeat extract-long demo/long-demo --dataset casme-sq --store demo/long.zarr \\
-          --flow farneback
+          --flow farneback --workers 2
     """
     set_interrupt_note(kept_note("long_store", store))
     from mefeat.datasets.longvideo import read_long_videos
@@ -56,7 +59,7 @@ def extract_long(root, dataset, annotations, store, ks, flow, size, every, toler
     for d in videos.dropped:
         click.echo(f"  skipped {d}")
     summary = run(videos, store, ks=ks or None, size=size, every=every, tolerance=tolerance,
-                  flow=flow, chunk=chunk, progress=True)
+                  flow=flow, chunk=chunk, workers=workers, progress=True)
     for line in summary.lines():
         click.echo(line)
     if not summary.done and not summary.resumed:

@@ -211,3 +211,19 @@ def test_other_settings_are_refused_and_short_clips_can_join(tmp_path):
         FeatureStore.open(store).table()
     with pytest.raises(StoreError, match="no flow for k=7"):
         LongVideoStore.open(store).video(video.key).roi(7)
+
+
+def test_workers_and_chunk_sizes_give_the_same_arrays(tmp_path):
+    """Chunks computed by a pool of 2 processes, or cut at other frames (a flow t -> t+9
+    that crosses a chunk's end reads the next chunk's frames), store the same arrays."""
+    video = _small(tmp_path)
+    got = {}
+    for name, chunk, workers in (("one", 32, 1), ("pool", 32, 2), ("other-chunks", 45, 2)):
+        store = tmp_path / f"{name}.zarr"
+        extract_long(LongVideoSet([video], [], []), store, ks=[4, 9], flow="farneback",
+                     chunk=chunk, every=25, workers=workers)
+        lv = LongVideoStore.open(store).video(video.key)
+        got[name] = (lv.frames(), lv.roi(4), lv.roi(9))
+    for name in ("pool", "other-chunks"):
+        for a, b in zip(got["one"], got[name], strict=True):
+            np.testing.assert_array_equal(a, b)

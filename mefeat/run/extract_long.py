@@ -15,8 +15,9 @@ For each video of a long-video reader (:mod:`mefeat.datasets.longvideo`):
 3. **chunks** of ``chunk`` frames, in order: the frames read (grayscale), warped to
    ``size`` px, and for every ``k`` the flow from frame t to t+k (``flow`` method) turned
    into the 42x42x3 ROI image (:func:`mefeat.flow.roi.roi_image`; zeros where t+k is past
-   the last frame); the chunk's arrays written, then its done mark. Only the chunks not
-   done are computed, so a run killed anywhere resumes where it stopped.
+   the last frame), by ``workers`` processes a chunk each; this process writes each
+   chunk's arrays, then its done mark. Only the chunks not done are computed, so a run
+   killed anywhere resumes where it stopped.
 
 The default ``k`` per dataset are SoftNet's (:data:`mefeat.keyframes.softnet.SOFTNET_K`):
 CAS(ME)^2 6 (micro) and 18 (macro), SAMM Long Videos 37 and 174.
@@ -27,12 +28,14 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mefeat.datasets.longvideo import LongExpression, LongVideo, LongVideoSet
 from mefeat.errors import FaceNotFoundError, MefeatError, SampleError
+from mefeat.executors import run_jobs
 from mefeat.face import AlignConfig, FaceAligner
 from mefeat.face.align import similarity_from_landmarks, transform_points
 from mefeat.face.schedule import anchor_frames, hold_transforms, repair_anchors, step_transforms
@@ -77,7 +80,7 @@ def extract_long(
     size: int = 128, every: int | None = None, tolerance: float | None = None,
     max_jump: float | None = None,
     flow: str = "tvl1", flow_params: dict[str, Any] | None = None, chunk: int = 256,
-    upsample: int = 1, progress: bool = False,
+    upsample: int = 1, workers: int = 1, progress: bool = False,
 ) -> LongExtractSummary:
     """Write every video of ``videos`` into ``store``'s ``long/`` group (module docstring).
 
@@ -115,7 +118,7 @@ def extract_long(
                 summary.resumed.append(video.key)
                 continue
             try:
-                _extract_video(video, lv, aligner, config, progress=progress)
+                _extract_video(video, lv, aligner, config, workers=workers, progress=progress)
             except (SampleError, FaceNotFoundError) as exc:
                 summary.failed[video.key] = str(exc)
                 continue
@@ -161,35 +164,55 @@ def _anchors(video: LongVideo, lv, aligner: FaceAligner, config: dict) -> None:
                           "rois": rois})
 
 
+def _worker_init() -> None:
+    import cv2
+
+    cv2.setNumThreads(1)  # one chunk per process; the pool owns the cores
+
+
+def chunk_arrays(index: int, paths: list[str], transforms: np.ndarray, layout: dict,
+                 config: dict, length: int, key: str) -> tuple[int, np.ndarray, dict]:
+    """Chunk ``index`` of a video: its ``length`` aligned frames and, for every k, the ROI
+    images of the flows t -> t+k. ``paths`` are its frames and the ``max(k)`` after it
+    (fewer at the end of the video), ``transforms`` theirs."""
+    import cv2
+
+    size = config["size"]
+    aligned = np.stack([
+        cv2.warpAffine(read_gray(Path(p), key=key), m, (size, size), flags=cv2.INTER_LINEAR,
+                       borderMode=cv2.BORDER_REPLICATE)
+        for p, m in zip(paths, transforms, strict=True)])
+    rois = {}
+    for k in config["ks"]:
+        out = np.zeros((length, ROI_SIZE, ROI_SIZE, 3), np.float32)
+        for t in range(min(length, len(paths) - k)):  # t + k within the video
+            f = compute_flow(aligned[t], aligned[t + k], config["flow"], **config["flow_params"])
+            out[t] = roi_image(f, layout)
+        rois[k] = out
+    return index, aligned[:length], rois
+
+
 def _extract_video(video: LongVideo, lv, aligner: FaceAligner, config: dict, *,
-                   progress: bool) -> None:
+                   workers: int, progress: bool) -> None:
     from tqdm import tqdm
 
     if not lv.has_anchors():
         _anchors(video, lv, aligner, config)
     anchors, matrices = lv.anchors()
     layout = lv.group.attrs["rois"]
-    size, n, c, ks = config["size"], video.n_frames, config["chunk"], config["ks"]
+    n, c, ks = video.n_frames, config["chunk"], config["ks"]
     done = lv.chunks_done()
-    todo = [i for i in range(len(done)) if not done[i]]
-    import cv2
-
-    for i in tqdm(todo, desc=f"extract-long: {video.key}", unit="chunk", leave=False,
-                  disable=not progress):
+    jobs = []
+    for i in (i for i in range(len(done)) if not done[i]):
         start, stop = i * c, min((i + 1) * c, n)
-        span = range(start, min(stop + max(ks), n))
-        transforms = step_transforms(anchors, matrices, np.asarray(span))
-        aligned = np.stack([
-            cv2.warpAffine(read_gray(video.frames[t], key=video.key), m, (size, size),
-                           flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            for t, m in zip(span, transforms, strict=True)])
-        rois = {}
-        for k in ks:
-            out = np.zeros((stop - start, ROI_SIZE, ROI_SIZE, 3), np.float32)
-            for t in range(start, min(stop, n - k)):
-                f = compute_flow(aligned[t - start], aligned[t - start + k], config["flow"],
-                                 **config["flow_params"])
-                out[t - start] = roi_image(f, layout)
-            rois[k] = out
+        span = np.arange(start, min(stop + max(ks), n))
+        jobs.append((i, [str(video.frames[t]) for t in span],
+                     step_transforms(anchors, matrices, span), layout, config, stop - start,
+                     video.key))
+    results = run_jobs(chunk_arrays, jobs, executor="process", workers=workers,
+                       initializer=_worker_init if workers > 1 else None,
+                       max_in_flight=2 * workers)
+    for _, (i, frames, rois) in tqdm(results, total=len(jobs), unit="chunk", leave=False,
+                                     desc=f"extract-long: {video.key}", disable=not progress):
         with deferred_interrupts():
-            lv.write_chunk(i, aligned[:stop - start], rois)
+            lv.write_chunk(i, frames, rois)
