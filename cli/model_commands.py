@@ -148,8 +148,8 @@ def train(model, store, variant, epochs, lr, batch_size, precision, runs, seed, 
     \b
     Example:
       mefeat train --model ststnet --store htnet.zarr --out runs/ststnet-htnet
-      mefeat train --model causalnet --store causalnet.zarr --subjects casme2/sub01 \\
-          --out runs/causalnet
+      mefeat train --model causalnet --store causalnet.zarr --subjects samm/006 \\
+          --out runs/causalnet-006
     """
     set_interrupt_note(kept_note("run_folder", out))
     from mefeat.options import parse_assignments

@@ -109,7 +109,7 @@ def _rewrite(command: str, work: Path, demo) -> list[str]:
             .replace("{key}", key).replace("{features}", str(work / "features")))
     argv = shlex.split(text)
     less = dict(SMALLER.get(argv[1], {}))  # by subcommand
-    if "--model" in argv:
+    if "--model" in argv and "--subjects" not in argv:  # --subjects already names the folds
         less.update(SMALLER_FOR_MODEL.get(argv[argv.index("--model") + 1], {}))
     for flag, value in less.items():
         if flag in argv:
@@ -150,7 +150,7 @@ SMALLER = {
     "bench": {**_ONE, "--conditions": "gt"},
     "extract": {"--workers": "1"},
     "demo": {"--subjects": "2", "--clips": "2", "--workers": "1", "--long-videos": "2"},
-    "extract-long": {"--flow": "farneback"},
+    "extract-long": {"--flow": "farneback", "--workers": "1"},
     "spot-long": {"--epochs": "1"},
 }
 # The large models train one fold (CausalNet's step takes seconds on a CPU).
