@@ -6,7 +6,8 @@ as ``mefeat demo``) on the short demo clips; the challenge's F1 and the STR scor
 frames per second of each stage on this machine.
 
     python benchmarks/spot_long_synthetic.py                  # 4 videos of 600 frames
-    python benchmarks/spot_long_synthetic.py --videos 6 --flow tvl1
+    python benchmarks/spot_long_synthetic.py --videos 6 --flow tvl1 --workers 2
+    python benchmarks/spot_long_synthetic.py --device cuda --name gpu
 
 The videos are ``mefeat.demo.long_demo_video`` (one demo subject each, 3 micro- and 2
 macro-expressions, 4 blinks, a 1-px head drift) in CAS(ME)^2's layout, read by its reader.
@@ -33,6 +34,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--videos", type=int, default=4)
     parser.add_argument("--frames", type=int, default=600)
     parser.add_argument("--flow", default="farneback", help="extract-long's ROI flow")
+    parser.add_argument("--workers", type=int, default=1, help="extract-long's processes")
+    parser.add_argument("--device", default="cpu",
+                        help="where SoftNet and the recogniser run (cuda where there is one)")
     parser.add_argument("--work", type=Path)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results"
                         / "spot_long_synthetic")
@@ -56,17 +60,19 @@ def main(argv=None) -> dict:
     demo = build_long_demo(work, videos=args.videos, frames=args.frames)
     frames = args.videos * args.frames
     t0 = time.perf_counter()
-    extract_long(read_long_videos("casme-sq", demo.root), work / "long.zarr", flow=args.flow)
+    extract_long(read_long_videos("casme-sq", demo.root), work / "long.zarr", flow=args.flow,
+                 workers=args.workers)
     extract_s = time.perf_counter() - t0
     spotters = {}
     for name in SPOTTERS:
         t0 = time.perf_counter()
         m = spot_long(work / "long.zarr", spotter=name, out=work / f"spot-{name}",
-                      recognizer=run, figures=False)
+                      recognizer=run, figures=False, device=args.device)
         seconds = time.perf_counter() - t0
         spotters[name] = {"spotting": m["spotting"], "str": m["str"], "seconds": seconds,
                           "folds": m.get("folds")}
     result = {"videos": args.videos, "frames_per_video": args.frames, "flow": args.flow,
+              "workers": args.workers, "device": args.device,
               "recogniser": {"model": "ststnet", "uf1": recogniser["uf1"],
                              "uar": recogniser["uar"]},
               "extract_long": {"seconds": extract_s, "frames_per_second": frames / extract_s},
