@@ -22,7 +22,7 @@ Indices are 0-based frame positions; :class:`Interval` holds them and the peak s
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 import numpy as np
@@ -151,25 +151,38 @@ def search_video(frames: np.ndarray, aligner, *, window: int, stride: int, thres
     first frame (``aligner``: a :class:`mefeat.face.FaceAligner`), its motion curve's
     intervals (:func:`curve_intervals`), merged over windows. A window with no face is
     skipped with the reason; a video in which no window has one raises the first error."""
+    def aligned(start: int, stop: int) -> np.ndarray:
+        return aligner.align(frames[start:stop], 0, where=f"{where} (frame {start})")[0]
+
+    return search_windows(aligned, len(frames), window=window, stride=stride,
+                          threshold=threshold, progress=progress, desc="predict: windows")
+
+
+def search_windows(aligned: Callable[[int, int], np.ndarray], n_frames: int, *, window: int,
+                   stride: int, threshold: float, progress: bool = False,
+                   desc: str = "windows") -> VideoSearch:
+    """:func:`search_video` over windows whose aligned frames ``aligned(start, stop)``
+    gives (or raises :class:`~mefeat.errors.FaceNotFoundError` for): frames aligned per
+    window, or a long video's frames aligned once (``mefeat spot-long``)."""
     from tqdm import tqdm
 
     from mefeat.errors import FaceNotFoundError
 
-    n = len(frames)
+    n = n_frames
     skipped: list[dict] = []
     found: list[Interval] = []
     curves = []
     first_error: FaceNotFoundError | None = None
-    for start in tqdm(window_starts(n, window, stride), desc="predict: windows", unit="window",
+    for start in tqdm(window_starts(n, window, stride), desc=desc, unit="window",
                       disable=not progress):
         stop = min(start + window, n)
         try:
-            aligned, _ = aligner.align(frames[start:stop], 0, where=f"{where} (frame {start})")
+            frames = aligned(start, stop)
         except FaceNotFoundError as exc:
             first_error = first_error or exc
             skipped.append({"window": [start, stop - 1], "reason": exc.reason})
             continue
-        curve = motion_curve(aligned)
+        curve = motion_curve(frames)
         curves.append((start, curve))
         found += [iv.shifted(start) for iv in
                   curve_intervals(curve, threshold=threshold, open_end=stop == n)]

@@ -43,6 +43,7 @@ from mefeat.flow import compute_flow, prepare_flow
 from mefeat.flow.roi import ROI_SIZE, roi_image, roi_layout
 from mefeat.frames import read_gray
 from mefeat.keyframes.softnet import SOFTNET_K
+from mefeat.run.extract import detail_lines
 from mefeat.signals import deferred_interrupts
 from mefeat.store.long_videos import LongVideoStore
 
@@ -58,7 +59,7 @@ class LongExtractSummary:
     def lines(self) -> list[str]:
         out = [f"store {self.store}: long videos done {len(self.done)}, already done "
                f"{len(self.resumed)}, failed {len(self.failed)}"]
-        out += [f"  failed  {k}: {why}" for k, why in sorted(self.failed.items())]
+        out += detail_lines(self.failed, [])
         for key, items in sorted(self.repaired.items()):
             out += [f"  anchor  {key} frame {r['frame']}: {r['reason']}" for r in items]
         return out

@@ -8,7 +8,8 @@ Spotters (``SPOTTERS``), all on what ``extract-long`` stored:
   baseline's RLOF takes about 1 s a frame pair, so the default is Farneback);
 - ``flowpeak``: mefeat's motion-peak interval search
   (:func:`mefeat.keyframes.intervals.curve_intervals`, as ``mefeat predict`` runs it on a
-  video) over windows of the aligned frames (2.1 s, half of it apart), threshold 0.1;
+  video, :func:`~mefeat.keyframes.intervals.search_windows`) over windows of the aligned
+  frames (2.1 s, half of it apart), with predict's threshold (0.1);
   an interval is micro when no longer than MDMD's micro range for the dataset;
 - ``softnet``: the SoftNet CNN trained leave-one-subject-out on the ROI flow
   (:mod:`mefeat.train.spotting`), one model per kind and held-out subject, p chosen inside
@@ -42,7 +43,7 @@ import numpy as np
 from mefeat.errors import MefeatError, SampleError
 from mefeat.frames import read_clip, read_colour_clip
 from mefeat.keyframes.challenge import Expression, spotting_scores, str_scores
-from mefeat.keyframes.intervals import curve_intervals, merge_intervals, motion_curve, window_starts
+from mefeat.keyframes.intervals import search_windows
 from mefeat.keyframes.mdmd import MDMD_SETTINGS, effective_k, mdmd_features, mdmd_intervals
 from mefeat.keyframes.softnet import SOFTNET_K
 from mefeat.report.spot_long import draw_timeline
@@ -50,7 +51,6 @@ from mefeat.store.long_videos import LongVideo, LongVideoStore
 
 SPOTTERS = ("mdmd", "flowpeak", "softnet")
 KINDS = ("micro", "macro")
-FLOWPEAK_THRESHOLD = 0.1
 
 
 def mdmd_setting(dataset: str, kind: str):
@@ -84,20 +84,19 @@ def spot_mdmd(lv: LongVideo, flow: str) -> tuple[list[dict], dict[str, np.ndarra
 
 
 def spot_flowpeak(lv: LongVideo) -> tuple[list[dict], dict[str, np.ndarray]]:
-    fps = float(lv.meta["fps"])
-    window = max(16, round(2.1 * fps))
-    n = lv.n_frames
-    found, curve = [], np.zeros(n)
-    for start in window_starts(n, window, window // 2):
-        stop = min(start + window, n)
-        c = motion_curve(lv.frames(start, stop))
-        curve[start:stop] = np.maximum(curve[start:stop], c)
-        found += [iv.shifted(start) for iv in
-                  curve_intervals(c, threshold=FLOWPEAK_THRESHOLD, open_end=stop == n)]
+    from mefeat.run.predict import DEFAULT_THRESHOLD
+
+    window = max(16, round(2.1 * float(lv.meta["fps"])))
+    frames = lv.frames()
+    found = search_windows(lambda start, stop: frames[start:stop], len(frames),
+                           window=window, stride=window // 2, threshold=DEFAULT_THRESHOLD)
+    curve = np.zeros(len(frames))
+    for start, c in found.curves:  # the windows overlap: the higher score of a frame
+        curve[start:start + len(c)] = np.maximum(curve[start:start + len(c)], c)
     longest = mdmd_setting(lv.meta["dataset"], "micro").longest
     rows = [_row(lv, iv.onset, iv.peak, iv.offset,
                  "micro" if iv.offset - iv.onset + 1 <= longest else "macro", iv.score)
-            for iv in merge_intervals(found)]
+            for iv in found.intervals]
     return rows, {"motion": curve}
 
 
