@@ -11,6 +11,8 @@ code, so official state dicts load unchanged.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -33,6 +35,7 @@ __all__ = [
     "from_blocks",
     "nest_geometry",
     "nest_level",
+    "official_formulation",
     "patch_embedding",
     "run_levels",
     "to_blocks",
@@ -53,7 +56,7 @@ class GemmConv2d(nn.Conv2d):
     maps, 4.3 s against 8.8 s, and keeps the convolution there). The results equal the
     convolution's to float rounding (another order of the same sums; ``tests/
     test_model_htnet.py`` bounds the difference); ``GemmConv2d.enabled = False`` restores
-    the convolution everywhere.
+    the convolution everywhere (:func:`official_formulation` every official layer).
     """
 
     enabled = True
@@ -76,7 +79,17 @@ class GemmConv2d(nn.Conv2d):
 
 
 class ChannelLayerNorm(nn.Module):
-    """Layer norm over the channel axis of a (B, C, H, W) map (official ``LayerNorm``)."""
+    """Layer norm over the channel axis of a (B, C, H, W) map (official ``LayerNorm``).
+
+    The official formula, ``(x - mean) / sqrt(var + eps) * g + b`` with the biased variance
+    over the channels, is ``F.layer_norm`` over a channel-last view, which this computes in
+    one fused kernel forward and backward: measured on one CPU thread, 5 to 12 times faster
+    than the seven elementwise and reduction ops of the official code (a (13952, 256, 1, 1)
+    map: 52 ms against 4.3 ms forward and backward), the same function to float rounding.
+    ``ChannelLayerNorm.fused = False`` restores the official ops.
+    """
+
+    fused = True
 
     def __init__(self, dim: int, eps: float = 1e-5) -> None:
         super().__init__()
@@ -85,9 +98,15 @@ class ChannelLayerNorm(nn.Module):
         self.b = nn.Parameter(torch.zeros(1, dim, 1, 1))
 
     def forward(self, x: Tensor) -> Tensor:
-        var = torch.var(x, dim=1, unbiased=False, keepdim=True)
-        mean = torch.mean(x, dim=1, keepdim=True)
-        return (x - mean) / (var + self.eps).sqrt() * self.g + self.b
+        if not self.fused:
+            var = torch.var(x, dim=1, unbiased=False, keepdim=True)
+            mean = torch.mean(x, dim=1, keepdim=True)
+            return (x - mean) / (var + self.eps).sqrt() * self.g + self.b
+        b, c, h, w = x.shape
+        g, beta = self.g.reshape(c), self.b.reshape(c)
+        if h * w == 1:
+            return F.layer_norm(x.reshape(b, c), (c,), g, beta, self.eps).reshape(b, c, 1, 1)
+        return F.layer_norm(x.permute(0, 2, 3, 1), (c,), g, beta, self.eps).permute(0, 3, 1, 2)
 
 
 class PreNorm(nn.Module):
@@ -120,7 +139,16 @@ class Attention(nn.Module):
 
     As in the official code, ``dim_head = dim // heads`` so that ``inner_dim`` may be smaller
     than ``dim`` (255 for dim=256, heads=3).
+
+    On a map of one position (in the official configurations every block of HTNet's NesT,
+    and of CausalNet's, holds one token) the softmax runs over a single key and is exactly 1, so the output is the value
+    projection alone, and the query and key projections get exactly zero gradient either way:
+    computed so, without the query and key products and the per-head matrix products
+    (unless dropout is active, which draws on the attention weights).
+    ``Attention.single_position_shortcut = False`` restores the official computation.
     """
+
+    single_position_shortcut = True
 
     def __init__(self, dim: int, heads: int = 8, dropout: float = 0.0) -> None:
         super().__init__()
@@ -134,7 +162,12 @@ class Attention(nn.Module):
         self.to_out = nn.Sequential(GemmConv2d(inner_dim, dim, 1), nn.Dropout(dropout))
 
     def forward(self, x: Tensor) -> Tensor:
-        b, _, h, w = x.shape
+        b, c, h, w = x.shape
+        if h * w == 1 and self.single_position_shortcut and \
+                not (self.training and self.dropout.p > 0):
+            inner = self.to_qkv.out_channels // 3
+            v_weight = self.to_qkv.weight[2 * inner:].reshape(inner, c)
+            return self.to_out(F.linear(x.reshape(b, c), v_weight).reshape(b, inner, 1, 1))
         q, k, v = self.to_qkv(x).chunk(3, dim=1)
 
         def split_heads(t: Tensor) -> Tensor:
@@ -145,6 +178,23 @@ class Attention(nn.Module):
         attn = self.dropout(self.attend(q @ k.transpose(-1, -2) * self.scale))
         out = (attn @ v).transpose(-1, -2).reshape(b, -1, h, w)
         return self.to_out(out)
+
+
+@contextlib.contextmanager
+def official_formulation() -> Iterator[None]:
+    """Within: every NesT layer computes as the official code does (convolutions, the
+    seven-op layer norm, attention over a single position), for comparing the rewritten
+    layers with it; restored on exit."""
+    switches = ((GemmConv2d, "enabled"), (ChannelLayerNorm, "fused"),
+                (Attention, "single_position_shortcut"))
+    before = [getattr(cls, name) for cls, name in switches]
+    try:
+        for cls, name in switches:
+            setattr(cls, name, False)
+        yield
+    finally:
+        for (cls, name), value in zip(switches, before, strict=True):
+            setattr(cls, name, value)
 
 
 def aggregate(dim: int, dim_out: int) -> nn.Sequential:

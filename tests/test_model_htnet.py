@@ -145,30 +145,70 @@ def test_unknown_option_is_refused():
 
 @pytest.mark.parametrize(("name", "shape"), [("htnet", (3, 28, 28)),
                                              ("causalnet", (4, 3, 28, 28))])
-def test_nest_matrix_product_convolutions_are_the_convolutions(name, shape):
-    """GemmConv2d computes NesT's 1×1 and small-map 3×3 convolutions as matrix products: the
-    same function as nn.Conv2d to float rounding, logits and every gradient (the official
-    configurations, float32): within 1e-5 of the largest logit and gradient."""
-    from mefeat.models.nest import GemmConv2d
+def test_nest_rewritten_layers_are_the_official_layers(name, shape):
+    """NesT's convolutions as matrix products (GemmConv2d), its channel layer norm as
+    F.layer_norm and its single-position attention as the value projection compute the
+    official layers' function to float rounding: logits and every gradient (the official
+    configurations, float32) within 1e-5 of the largest logit and gradient, against the same
+    model inside ``official_formulation()``."""
+    from mefeat.models.nest import official_formulation
 
     torch.manual_seed(0)
     model = create_model(name).train()
     x = torch.rand(4, *shape) * 255
     y = torch.tensor([0, 1, 2, 1])
-    results = {}
-    try:
-        for enabled in (False, True):
-            GemmConv2d.enabled = enabled
-            model.zero_grad()
-            logits = model(x)
-            torch.nn.functional.cross_entropy(logits, y).backward()
-            results[enabled] = (logits.detach(), [p.grad.clone() for p in model.parameters()])
-    finally:
-        GemmConv2d.enabled = True
-    (conv_logits, conv_grads), (gemm_logits, gemm_grads) = results[False], results[True]
-    scale = conv_logits.abs().max()
-    torch.testing.assert_close(gemm_logits, conv_logits, rtol=0, atol=1e-5 * scale)
-    assert not torch.equal(gemm_logits, conv_logits)  # the matrix products did run
-    g_scale = max(g.abs().max() for g in conv_grads)
-    for a, b in zip(gemm_grads, conv_grads, strict=True):
+
+    def run():
+        model.zero_grad()
+        logits = model(x)
+        torch.nn.functional.cross_entropy(logits, y).backward()
+        return logits.detach(), [p.grad.clone() for p in model.parameters()]
+
+    with official_formulation():
+        official_logits, official_grads = run()
+    logits, grads = run()
+    scale = official_logits.abs().max()
+    torch.testing.assert_close(logits, official_logits, rtol=0, atol=1e-5 * scale)
+    assert not torch.equal(logits, official_logits)  # the rewritten layers did run
+    g_scale = max(g.abs().max() for g in official_grads)
+    for a, b in zip(grads, official_grads, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-5 * g_scale)
+
+
+@pytest.mark.parametrize("switch", ["layer_norm", "attention"])
+def test_each_rewritten_nest_layer_matches_its_official_ops(switch):
+    """Each rewrite alone, on a map of one position and of 2×2 positions: the fused layer
+    norm equals the official seven ops, and single-position attention equals softmax
+    attention (whose query and key gradients are exactly zero), to float rounding."""
+    from mefeat.models.nest import Attention, ChannelLayerNorm
+
+    torch.manual_seed(0)
+    for hw in (1, 2):
+        x = (torch.randn(6, 24, hw, hw) * 3 + 1).requires_grad_()
+        if switch == "layer_norm":
+            layer, cls, flag = ChannelLayerNorm(24), ChannelLayerNorm, "fused"
+            with torch.no_grad():
+                layer.g.uniform_(0.5, 1.5)
+                layer.b.normal_()
+        else:
+            layer, cls, flag = Attention(24, heads=3), Attention, "single_position_shortcut"
+        outs = {}
+        for on in (False, True):
+            setattr(cls, flag, on)
+            try:
+                layer.zero_grad()
+                x.grad = None
+                out = layer(x)
+                (out * torch.linspace(-1, 1, out.numel()).reshape(out.shape)).sum().backward()
+                outs[on] = (out.detach(), x.grad.clone(),
+                            [p.grad.clone() for p in layer.parameters()])
+            finally:
+                setattr(cls, flag, True)
+        (o_ref, gx_ref, gp_ref), (o, gx, gp) = outs[False], outs[True]
+        torch.testing.assert_close(o, o_ref, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(gx, gx_ref, rtol=1e-4, atol=1e-5)
+        for a, b in zip(gp, gp_ref, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+        if switch == "attention" and hw == 1:
+            qk_rows = 2 * (layer.to_qkv.out_channels // 3)
+            assert torch.count_nonzero(gp_ref[0][:qk_rows]) == 0  # softmax over one key
