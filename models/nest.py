@@ -12,6 +12,7 @@ code, so official state dicts load unchanged.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -38,6 +39,7 @@ __all__ = [
     "official_formulation",
     "patch_embedding",
     "run_levels",
+    "tap_layout",
     "to_blocks",
 ]
 
@@ -45,18 +47,23 @@ __all__ = [
 class GemmConv2d(nn.Conv2d):
     """``nn.Conv2d`` (same parameters, same function) computed as one matrix product on the
     CPU where oneDNN's convolution loses: a 1×1 convolution is ``F.linear`` over the channels,
-    a 3×3 one (padding 1) on a map of at most 2×2 positions is an im2col (``F.unfold``) and
-    ``F.linear``.
+    a 3×3 one (padding 1) on a map of P ≤ 4 positions is ``F.linear`` from all P·C inputs to
+    all P·O outputs at once, its (P·O, P·C) weight laid out from the kernel's taps
+    (:func:`tap_layout`).
 
     NesT's convolutions run on maps of 1×1 to 4×4 tokens with up to 4096 channels, where
     oneDNN's training path reorders the weights on every call: measured on 2 CPU cores, one
     CausalNet step spent 89 % of its time in ``mkldnn_convolution`` and its backward, the
     (32, 1024→4096, 1×1) layer 84 ms a forward and backward against 31 ms as a matrix
-    product, the (872, 512→1024, 2×2, 3×3) one 2.8 s against 1.6 s (im2col loses on 4×4
-    maps, 4.3 s against 8.8 s, and keeps the convolution there). The results equal the
-    convolution's to float rounding (another order of the same sums; ``tests/
-    test_model_htnet.py`` bounds the difference); ``GemmConv2d.enabled = False`` restores
-    the convolution everywhere (:func:`official_formulation` every official layer).
+    product. On a 2×2 map the tap layout multiplies only the terms inside the map (4 of
+    every 9 an im2col multiplies, the rest being the padding's zeros), with no im2col copies:
+    the (872, 512→1024, 2×2, 3×3) layer measured on one thread 0.47 s forward and backward in
+    float32 and 0.13 s in bf16, against 0.68 s and 0.40 s for the convolution and 1.09 s and
+    0.39 s for an im2col (``F.unfold``) and ``F.linear``. On 4×4 maps it would multiply more
+    terms than the convolution, which stays there. The results equal the convolution's to
+    float rounding (another order of the same sums; ``tests/test_model_htnet.py`` bounds the
+    difference); ``GemmConv2d.enabled = False`` restores the convolution everywhere
+    (:func:`official_formulation` every official layer).
     """
 
     enabled = True
@@ -73,9 +80,32 @@ class GemmConv2d(nn.Conv2d):
                 return F.linear(x.reshape(b, c), weight, self.bias).reshape(b, -1, 1, 1)
             return F.linear(x.permute(0, 2, 3, 1), weight, self.bias).permute(0, 3, 1, 2)
         if k == (3, 3) and self.padding == (1, 1) and h * w <= 4:
-            cols = F.unfold(x, 3, padding=1).transpose(1, 2)  # (B, H·W, C·9)
-            return F.linear(cols, weight, self.bias).transpose(1, 2).reshape(b, -1, h, w)
+            o, n = self.out_channels, h * w
+            taps = tap_layout(h, w, weight.device, weight.dtype)
+            # (O·C, 9) @ (9, P·P): every entry of the product is one kernel tap (or 0).
+            dense = (weight.reshape(o * c, 9) @ taps).reshape(o, c, n, n)
+            dense = dense.permute(0, 2, 1, 3).reshape(o * n, c * n)  # rows (o, p), cols (c, q)
+            bias = None if self.bias is None else self.bias.repeat_interleave(n)
+            return F.linear(x.reshape(b, c * n), dense, bias).reshape(b, o, h, w)
         return super().forward(x)
+
+
+@functools.lru_cache(maxsize=32)
+def tap_layout(h: int, w: int, device: torch.device | None = None,
+               dtype: torch.dtype | None = None) -> Tensor:
+    """(9, P·P) 0/1 matrix, P = h·w: entry (t, p·P + q) is 1 where output position p sees
+    input position q through tap t of a 3×3 kernel with padding 1 (t = 3·di + dj with
+    di = q_row - p_row + 1, dj = q_col - p_col + 1); a pair with no tap (more than one
+    position apart) has none. ``weight.reshape(O·C, 9) @ tap_layout(h, w)`` lays a kernel
+    out as the dense map from all inputs to all outputs of the h×w map."""
+    n = h * w
+    layout = torch.zeros(9, n * n, dtype=dtype)
+    for p in range(n):
+        for q in range(n):
+            di, dj = q // w - p // w + 1, q % w - p % w + 1
+            if 0 <= di < 3 and 0 <= dj < 3:
+                layout[3 * di + dj, p * n + q] = 1.0
+    return layout.to(device)
 
 
 class ChannelLayerNorm(nn.Module):
@@ -141,10 +171,11 @@ class Attention(nn.Module):
     than ``dim`` (255 for dim=256, heads=3).
 
     On a map of one position (in the official configurations every block of HTNet's NesT,
-    and of CausalNet's, holds one token) the softmax runs over a single key and is exactly 1, so the output is the value
-    projection alone, and the query and key projections get exactly zero gradient either way:
-    computed so, without the query and key products and the per-head matrix products
-    (unless dropout is active, which draws on the attention weights).
+    and of CausalNet's, holds one token) the softmax runs over a single key and is exactly 1,
+    so the output is the value projection alone, and the query and key projections get
+    exactly zero gradient either way: computed so, without the query and key products and
+    the per-head matrix products (unless dropout is active, which draws on the attention
+    weights).
     ``Attention.single_position_shortcut = False`` restores the official computation.
     """
 

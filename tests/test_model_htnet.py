@@ -212,3 +212,43 @@ def test_each_rewritten_nest_layer_matches_its_official_ops(switch):
         if switch == "attention" and hw == 1:
             qk_rows = 2 * (layer.to_qkv.out_channels // 3)
             assert torch.count_nonzero(gp_ref[0][:qk_rows]) == 0  # softmax over one key
+
+
+def test_tap_layout_of_a_two_by_two_map():
+    """Output position p sees input q through tap 3·(q_row - p_row + 1) + (q_col - p_col + 1):
+    on a 2×2 map (positions 0 1 / 2 3) the top-left output sees the bottom-right input
+    through the kernel's bottom-right tap (8), the bottom-right output the top-left input
+    through its top-left tap (0), each output itself through the centre (4)."""
+    from mefeat.models.nest import tap_layout
+
+    layout = tap_layout(2, 2)
+    assert layout.shape == (9, 16)
+    assert torch.equal(layout.sum(0), torch.ones(16))  # every pair within reach: one tap
+    assert layout[8, 0 * 4 + 3] == 1 and layout[0, 3 * 4 + 0] == 1
+    assert layout[5, 0 * 4 + 1] == 1 and layout[7, 0 * 4 + 2] == 1  # right, below
+    assert all(layout[4, p * 4 + p] == 1 for p in range(4))
+    assert tap_layout(1, 3)[:, 0 * 3 + 2].sum() == 0  # two columns apart: out of reach
+
+
+@pytest.mark.parametrize(("kernel", "hw"), [(3, (2, 2)), (3, (1, 2)), (3, (1, 1)), (3, (4, 4)),
+                                             (1, (1, 1)), (1, (2, 2))])
+def test_gemm_conv2d_is_the_convolution(kernel, hw):
+    """GemmConv2d against F.conv2d with the same weight, float64 (so that only the
+    formulation can differ): output and the gradients of input, weight and bias."""
+    from mefeat.models.nest import GemmConv2d
+
+    torch.manual_seed(0)
+    layer = GemmConv2d(6, 5, kernel, padding=kernel // 2).double()
+    x = torch.randn(3, 6, *hw, dtype=torch.float64, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_()
+    w_ref = layer.weight.detach().clone().requires_grad_()
+    b_ref = layer.bias.detach().clone().requires_grad_()
+    out = layer(x)
+    ref = torch.nn.functional.conv2d(x_ref, w_ref, b_ref, padding=kernel // 2)
+    probe = torch.randn_like(ref)
+    (out * probe).sum().backward()
+    (ref * probe).sum().backward()
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    for got, want in ((x.grad, x_ref.grad), (layer.weight.grad, w_ref.grad),
+                      (layer.bias.grad, b_ref.grad)):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
