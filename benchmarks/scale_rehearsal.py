@@ -80,14 +80,22 @@ def matmul_gflops(device: str, n: int = 2048, dtype=torch.float32, repeats: int 
 
 
 def train_flops_per_sample(model: str, data, batch: int = 4) -> float:
-    """Forward + backward FLOPs of one training sample (a batch of ``batch``, divided)."""
+    """Forward + backward FLOPs of one training sample (a batch of ``batch``, divided), as
+    the official code computes it: NesT's rewritten layers (``official_formulation``) skip
+    work the official layers do (the query and key products of single-position attention),
+    which makes training faster, not the model's work smaller. (Code from before that
+    rewrite, run by this script for a before/after comparison, has no such switch and
+    counts the official operations anyway.)"""
+    import contextlib
+
     from torch.utils.flop_counter import FlopCounterMode
 
-    from mefeat.models import create_model
+    from mefeat.models import create_model, nest
 
+    official = getattr(nest, "official_formulation", contextlib.nullcontext)
     net = create_model(model, num_classes=data.num_classes).train()
     xs = tuple(torch.from_numpy(x[:batch]) for x in data.inputs)
-    with FlopCounterMode(display=False) as counter:
+    with official(), FlopCounterMode(display=False) as counter:
         out = net(xs[0] if len(xs) == 1 else xs)
         torch.nn.functional.cross_entropy(out, torch.as_tensor(data.labels[:batch])).backward()
     return counter.get_total_flops() / batch
