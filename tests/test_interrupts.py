@@ -37,12 +37,29 @@ def _finish(proc: subprocess.Popen) -> tuple[int, str]:
     return proc.returncode, err
 
 
-def _interrupt(args, cwd: Path, after: float, sig=signal.SIGINT) -> tuple[int, str]:
+def _interrupt(args, cwd: Path, after: float, sig=signal.SIGINT,
+               once: Path | None = None) -> tuple[int, str]:
+    """Run, and send ``sig`` ``after`` seconds from the start (or, with ``once``, from the
+    moment that path appears: a command's interpreter start-up and imports vary with the
+    machine's load by as much as a short command's own work takes)."""
     proc = _start(args, cwd)
+    if once is not None:
+        while not once.exists() and proc.poll() is None:
+            time.sleep(0.005)
     time.sleep(after)
     if proc.poll() is None:
         proc.send_signal(sig)
     return _finish(proc)
+
+
+def _appears(proc: subprocess.Popen, path: Path) -> tuple[float, float]:
+    """Seconds from now until ``path`` appears, and until ``proc`` ends."""
+    t0 = time.perf_counter()
+    while not path.exists() and proc.poll() is None:
+        time.sleep(0.005)
+    seen = time.perf_counter() - t0
+    proc.communicate(timeout=600)
+    return seen, time.perf_counter() - t0
 
 
 def _messages(stderr: str) -> list[str]:
@@ -85,17 +102,19 @@ def _interrupted_imports(official, tmp_path, count: int):
     whole = tmp_path / "whole.zarr"
     code, err = _finish(_start(_import_args(official, whole), tmp_path))
     assert code == 0, err
-    # Timed on a second, warm run: the first of a fresh checkout also compiles mefeat's
-    # bytecode, and moments spread over that longer run could all land after the end.
-    t0 = time.perf_counter()
-    code, err = _finish(_start(_import_args(official, tmp_path / "warm.zarr"), tmp_path))
-    assert code == 0, err
-    duration = time.perf_counter() - t0
+    # Timed on a second, warm run (the first of a fresh checkout also compiles mefeat's
+    # bytecode), from the moment its store appears: the interpreter's start-up before it
+    # varies with the machine's load by as much as the import of 16 samples takes (about
+    # 0.3 s and 0.5-0.8 s on an idle 2-core machine), so moments timed from the start could
+    # all land before the store or after the end (it happened in a fresh-clone run).
+    warm = _start(_import_args(official, tmp_path / "warm.zarr"), tmp_path)
+    seen, ended = _appears(warm, tmp_path / "warm.zarr")
+    assert warm.returncode == 0
     expected = store_arrays(whole)
     interrupted = 0
-    for k, after in enumerate(_moments(duration, count)):
+    for k, after in enumerate(_moments(ended - seen, count)):
         store = tmp_path / f"s{k}.zarr"
-        code, err = _interrupt(_import_args(official, store), tmp_path, after)
+        code, err = _interrupt(_import_args(official, store), tmp_path, after, once=store)
         if _check_interrupted(code, err) and is_store(str(store)):
             interrupted += 1
             fs = FeatureStore.open(store)  # counts agree with the variant, resumed or not
