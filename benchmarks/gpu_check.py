@@ -24,7 +24,11 @@ measured on a GPU: ``--no-rehearsal`` leaves it out) and writes ``OUT/gpu_check.
    run) through ``extract-long`` (OpenCV's Farneback flow on the CPU: frames per second),
    then ``spot-long --spotter softnet`` (LOSO, one SoftNet per subject and kind) on the CPU
    and on the GPU: seconds, frames per second and the ratio, with each run's F1;
-6. peak GPU memory, dtype, TF32 / bf16 settings, torch and CUDA versions.
+6. peak GPU memory, dtype, TF32 / bf16 settings, torch and CUDA versions;
+7. training throughput (issue 29, ``benchmarks/train_throughput.py``): HTNet's and
+   CausalNet's steady epochs by their recipes in float32 and in bf16 (autocast), GFLOP/s
+   against the GPU's float32 and bf16 matmul peaks measured in the same process, and the
+   bf16 / fp32 ratio (the smoke run: Off-ApexNet on the CPU, one timed epoch).
 
 ``--smoke`` runs the same steps on the CPU with 2 folds and 2 epochs, on a few light
 models and on the samples of 4 subjects (CausalNet's full-batch step on 435 samples takes
@@ -202,6 +206,21 @@ def spot_long_timing(device: torch.device, *, smoke: bool) -> dict:
     return report
 
 
+def throughput(device: torch.device, *, data: Path, smoke: bool) -> dict:
+    """Step 7 of the module docstring."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from scale_rehearsal import matmul_gflops
+    from train_throughput import measure
+
+    models, epochs = (("offapexnet",), 1) if smoke else (("htnet", "causalnet"), 2)
+    report = {"matmul_fp32_gflops": matmul_gflops(str(device)),
+              "matmul_bf16_gflops": matmul_gflops(str(device), dtype=torch.bfloat16)}
+    with tempfile.TemporaryDirectory() as tmp:
+        report["models"] = [measure(m, data_dir=data, device=str(device), epochs=epochs,
+                                    work=Path(tmp)) for m in models]
+    return report
+
+
 def environment(device: torch.device) -> dict:
     env = {"torch": torch.__version__, "cuda": torch.version.cuda, "device": str(device),
            "dtype": "float32",
@@ -259,6 +278,20 @@ def markdown(report: dict) -> str:
         for dev, x in r["runs"].items():
             lines.append(f"| {dev} | {x['seconds']:.1f} | {x['frames_per_second']:.1f} | "
                          f"{x['overall_f1']:.3f} |")
+    if "throughput" in report:
+        t = report["throughput"]
+        mm32, mm16 = t["matmul_fp32_gflops"], t["matmul_bf16_gflops"]
+        lines += ["", "## Training throughput (steady epochs, fp32 and bf16)", "",
+                  f"Matmul 2048²: {mm32:.0f} GFLOP/s float32, {mm16:.0f} GFLOP/s bf16.", "",
+                  "| model | GFLOP / sample | fp32 s / epoch | fp32 GFLOP/s (fraction) | "
+                  "bf16 s / epoch | bf16 GFLOP/s (fraction) | bf16 / fp32 |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in t["models"]:
+            f, b = r["fp32"], r["bf16"]
+            lines.append(f"| {r['model']} | {r['gflop_per_sample']:.3f} | "
+                         f"{f['s_per_epoch']:.3f} | {f['gflops']:.0f} ({f['gflops'] / mm32:.2f}) | "
+                         f"{b['s_per_epoch']:.3f} | {b['gflops']:.0f} ({b['gflops'] / mm16:.2f}) | "
+                         f"{r['bf16_speedup']:.2f}× |")
     env = report["environment"]
     lines += ["", f"Peak GPU memory: {env.get('peak_memory_gib', 0):.2f} GiB; dtype "
               f"{env['dtype']}; TF32 matmul {env['tf32_matmul']}, cuDNN {env['tf32_cudnn']}; "
@@ -316,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
                 rehearse(m, data_dir=args.data, device=str(device), epochs=1, all_folds=None,
                          checkpoints="none", work=Path(tmp)) for m in ("causalnet", "htnet")]
     report["spot_long"] = spot_long_timing(device, smoke=args.smoke)
+    report["throughput"] = throughput(device, data=args.data, smoke=args.smoke)
     report["environment"] = environment(device)
     report["wall_s"] = time.perf_counter() - t_start
     (args.out / "gpu_check.json").write_text(json.dumps(report, indent=1, default=str))

@@ -32,5 +32,12 @@ def test_gpu_check_smoke_runs_end_to_end(shared_data, tmp_path):
     spot = report["spot_long"]
     assert spot["videos"] == 2 and spot["extract_long_fps"] > 0
     assert list(spot["runs"]) == ["cpu"] and 0 <= spot["runs"]["cpu"]["overall_f1"] <= 1
+    tp = report["throughput"]
+    assert [r["model"] for r in tp["models"]] == ["offapexnet"]
+    assert tp["matmul_fp32_gflops"] > 0 and tp["matmul_bf16_gflops"] > 0
+    for precision in ("fp32", "bf16"):
+        r = tp["models"][0][precision]
+        assert r["precision_run"] == precision and r["s_per_epoch"] > 0 and r["gflops"] > 0
     md = (tmp_path / "gpu_check.md").read_text()
     assert "| causalnet | 2/4 |" in md and "Peak GPU memory" in md
+    assert "## Training throughput" in md and "| offapexnet | 0.023 |" in md
