@@ -179,8 +179,11 @@ def test_a_resaved_spreadsheet_with_the_same_content_resumes(demo_data, demo_sto
 
 
 def test_demo_twice_in_one_folder_resumes(tmp_path):
+    # Without the long videos: their extraction and both spotters, run twice, were 146 of
+    # this test's 155 s on 2 cores (tests/test_spot_long.py and test_long_store.py cover
+    # them); the test is about the short-clip store resuming.
     args = ["demo", "--out", str(tmp_path / "d"), "--subjects", "2", "--clips", "2",
-            "--no-train", "--workers", "1"]
+            "--no-train", "--workers", "1", "--long-videos", "0"]
     first = CliRunner().invoke(cli, args)
     assert first.exit_code == 0, first.output
     second = CliRunner().invoke(cli, args)
