@@ -65,6 +65,10 @@ def fold_throughput(model: str, data, *, device: str, epochs: int, precision: st
     fold_seconds(1)  # warm-up: kernels, allocator, first-call costs
     start, _ = fold_seconds(base)
     more, settings = fold_seconds(base + epochs)
+    if more <= start:
+        raise SystemExit(f"{model} {precision}: a fold of {base + epochs} epochs took no longer "
+                         f"than one of {base} ({more:.3f} s, {start:.3f} s): the machine's "
+                         "noise exceeds the epochs timed; give more --epochs")
     per_epoch = (more - start) / epochs
     n_train = int((data.subjects != first).sum())
     return {"seconds": more - start, "n_train": n_train, "epochs": epochs,
