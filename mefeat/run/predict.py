@@ -247,7 +247,7 @@ def view_inputs(run: Run, aligned: np.ndarray, landmarks: np.ndarray, onset: int
 
 
 def keyed_clip(run: Run, raw: np.ndarray, aligner: FaceAligner, start: int, where: str,
-           figure: bool, colour: np.ndarray | None = None) -> _Keyed:
+               figure: bool, colour: np.ndarray | None = None) -> _Keyed:
     """Align ``raw`` (one expression; ``colour``: its RGB frames, where the run's view reads
     them) on its first frame, spot the apex, make the inputs; indices in the result are
     ``start`` + positions in ``raw``."""
@@ -315,7 +315,7 @@ def predict(
     if n <= window:
         result["mode"] = "clip"
         keyed = [keyed_clip(run, src.frames, aligner, 0, f"{src.path} (first frame)", figure,
-                        src.colour)]
+                            src.colour)]
     else:
         result.update(mode="video", window=window, stride=stride, threshold=threshold)
         keyed, result["skipped"], curves = _video(run, src, aligner, window, stride,
@@ -339,8 +339,8 @@ def _video(run: Run, src, aligner: FaceAligner, window: int, stride: int, thresh
         try:
             part = slice(iv.onset, iv.offset + 1)
             k = keyed_clip(run, src.frames[part], aligner, iv.onset,
-                       f"{src.path} (frame {iv.onset})", figure,
-                       None if src.colour is None else src.colour[part])
+                           f"{src.path} (frame {iv.onset})", figure,
+                           None if src.colour is None else src.colour[part])
         except SampleError as exc:
             k = _Keyed(iv.onset, iv.peak, iv.offset, error=exc.reason)
             found.skipped.append({"interval": [iv.onset, iv.offset], "reason": exc.reason})

@@ -170,7 +170,7 @@ def recognise(rows: list[dict], videos: dict[str, LongVideo], run) -> dict[str, 
             raw = read_clip(paths, key=lv.key)
             rgb = read_colour_clip(paths, key=lv.key) if colour else None
             keyed = keyed_clip(fold_run, raw, aligner, row["onset"],
-                           f"{lv.key} (frame {row['onset_frame']})", False, rgb)
+                               f"{lv.key} (frame {row['onset_frame']})", False, rgb)
         except SampleError as exc:
             row["error"] = exc.reason
             continue
