@@ -20,39 +20,17 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from _models import ARRAYS_VIEW, LinearNet
 from torch import nn
 
 from mefeat.models import get_spec, register, scoped_registry
 from mefeat.recipes import KeyframeJitter, Optimizer, Recipe, Rotation, Selection, StepLR
-from mefeat.views import View
 
 LAST = Selection("last", source="test")
-VIEW = View("test", (), lambda a, lm, src, **o: ())
-
-
-class Tiny(nn.Module):
-    """A linear classifier of (2, 4, 4) inputs."""
-
-    def __init__(self, num_classes: int = 3) -> None:
-        super().__init__()
-        self.fc = nn.Linear(2 * 4 * 4, num_classes)
-
-    def forward_features(self, x):
-        x = x[0] if isinstance(x, tuple) else x
-        return x.flatten(1)
-
-    def forward_head(self, f):
-        return self.fc(f)
-
-    def forward(self, x):
-        return self.forward_head(self.forward_features(x))
-
-    def reset_classifier(self, num_classes):
-        self.fc = nn.Linear(self.fc.in_features, num_classes)
 
 
 def _tiny(*, num_classes=3):
-    return Tiny(num_classes=num_classes)
+    return LinearNet(in_features=2 * 4 * 4, num_classes=num_classes)
 
 
 def _data(n=30, subjects=3, seed=0):
@@ -93,7 +71,7 @@ def test_step_lr_decays_once_per_epoch_with_several_steps_per_epoch(fold_batch):
     recipe = Recipe(Optimizer("sgd", lr=lr), epochs=epochs, batch_size=4, official=LAST,
                     schedule=StepLR(2, 0.5))
     with scoped_registry():
-        register("behaviour_steplr", view=VIEW, input_shapes=((2, 4, 4),),
+        register("behaviour_steplr", view=ARRAYS_VIEW, input_shapes=((2, 4, 4),),
                  recipe=recipe)(_tiny)
         res = train_loso("behaviour_steplr", x, y, s, fold_batch=fold_batch)
     # torch's own StepLR, stepped once after each epoch (of 5 optimizer steps)
@@ -149,7 +127,7 @@ def test_lr_override_changes_the_learning_rate_only():
         # what `mefeat train --lr` reaches: the plan's recipe
         x, y, s = _data(n=6)
         with scoped_registry():
-            register("behaviour_lr", view=VIEW, input_shapes=((2, 4, 4),),
+            register("behaviour_lr", view=ARRAYS_VIEW, input_shapes=((2, 4, 4),),
                      recipe=recipe)(_tiny)
             plan = TrainPlan.create("behaviour_lr", ViewData.from_arrays(x, y, s), lr=0.5)
         assert plan.recipe.optimizer == want

@@ -12,9 +12,9 @@ import json
 import numpy as np
 import pytest
 import torch
+from _models import ARRAYS_VIEW, LinearNet
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from torch import nn
 
 from mefeat.models import get_spec, list_models, register, scoped_registry
 from mefeat.recipes import (
@@ -30,7 +30,6 @@ from mefeat.recipes import (
 )
 from mefeat.run.train import run_score
 from mefeat.train import RunFolder, train_loso
-from mefeat.views import View
 
 
 def _round_trip(recipe: Recipe) -> Recipe:
@@ -110,35 +109,16 @@ def test_random_valid_recipes_survive_their_record(recipe):
 # -- a run keeps the rule it recorded ------------------------------------------------------
 
 
-class Tiny(nn.Module):
-    def __init__(self, num_classes=3):
-        super().__init__()
-        self.fc = nn.Linear(12, num_classes)
-
-    def forward_features(self, x):
-        return x
-
-    def forward_head(self, f):
-        return self.fc(f)
-
-    def forward(self, x):
-        return self.fc(x)
-
-    def reset_classifier(self, num_classes):
-        self.fc = nn.Linear(12, num_classes)
-
-
-VIEW = View("test", (), lambda a, lm, src, **o: ())
 BEST = Selection("per-fold", metric="acc", ties="earliest", source="the rule it ran with")
 
 
 def _register(official: Selection) -> None:
-    register("rule_test_net", view=VIEW, input_shapes=((12,),), recipe=Recipe(
+    register("rule_test_net", view=ARRAYS_VIEW, input_shapes=((12,),), recipe=Recipe(
         Optimizer("sgd", lr=0.5), epochs=8, batch_size=8, official=official))(_build)
 
 
 def _build(*, num_classes=3):
-    return Tiny(num_classes)
+    return LinearNet(in_features=12, num_classes=num_classes)
 
 
 def test_a_run_is_rescored_by_the_rule_it_recorded(tmp_path):

@@ -15,6 +15,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from _models import ARRAYS_VIEW, LinearNet
 from torch import nn
 
 from mefeat.models import get_spec, list_models, register, scoped_registry
@@ -36,19 +37,17 @@ from mefeat.recipes import (
 from mefeat.recipes.augment import Augmenter, pad_crop, rotate
 from mefeat.recipes.selection import FoldPicker, choose_epochs, rule_of
 from mefeat.train import loso_folds, train_loso
-from mefeat.views import View
 
 LAST = Selection("last", source="test")
 CALLS: list[tuple[bool, torch.Tensor]] = []  # (training?, input batch) of the Recorder
 DTYPES: list[torch.dtype] = []  # dtype of the Recorder's linear layer output in training
 
 
-class Recorder(nn.Module):
+class Recorder(LinearNet):
     """A linear model that records every batch it sees."""
 
     def __init__(self, *, num_classes: int = 3, in_features: int = 2 * 8 * 8) -> None:
-        super().__init__()
-        self.fc = nn.Linear(in_features, num_classes)
+        super().__init__(in_features=in_features, num_classes=num_classes)
 
     def forward_features(self, x):
         x = x[0] if isinstance(x, tuple) else x
@@ -57,30 +56,17 @@ class Recorder(nn.Module):
             DTYPES.append(self.fc(x.flatten(1)).dtype)
         return x.flatten(1)
 
-    def forward_head(self, f):
-        return self.fc(f)
-
-    def forward(self, x):
-        return self.forward_head(self.forward_features(x))
-
-    def reset_classifier(self, num_classes):
-        self.fc = nn.Linear(self.fc.in_features, num_classes)
-
 
 def _recipe(**kw) -> Recipe:
     base = dict(optimizer=Optimizer("sgd", lr=0.1), epochs=4, batch_size=None, official=LAST)
     return Recipe(**{**base, **kw})
 
 
-# The tests give arrays directly: a view that builds nothing from a store.
-VIEW = View("test", (), lambda a, lm, src, **o: ())
-
-
 @pytest.fixture(autouse=True, scope="module")
 def recorder_model():
     """The Recorder, registered for this module only."""
     with scoped_registry():
-        register("recipe_recorder", view=VIEW, input_shapes=((2, 8, 8),), recipe=_recipe())(
+        register("recipe_recorder", view=ARRAYS_VIEW, input_shapes=((2, 8, 8),), recipe=_recipe())(
             lambda *, num_classes=3: Recorder(num_classes=num_classes))
         yield
 
@@ -349,7 +335,7 @@ class OwnLoss(Recorder):
 def test_the_trainer_calls_the_model_loss(scoped):
     OwnLoss.calls = 0
     name = "recipe_own_loss"
-    register(name, view=VIEW, input_shapes=((2, 8, 8),),
+    register(name, view=ARRAYS_VIEW, input_shapes=((2, 8, 8),),
              recipe=_recipe(epochs=3, loss="model"))(
         lambda *, num_classes=3: OwnLoss(num_classes=num_classes))
     x, y, s = _data()
@@ -498,10 +484,10 @@ def test_last_is_the_last_epoch():
 
 def test_a_recipe_field_nothing_executes_is_refused():
     with pytest.raises(RecipeError, match=r"model 'bad_recipe'.*\['scheduler'\]"):
-        register("bad_recipe", view=VIEW, input_shapes=((2,),),
+        register("bad_recipe", view=ARRAYS_VIEW, input_shapes=((2,),),
                  recipe={"optimizer": "adam", "lr": 1e-3, "epochs": 2, "scheduler": "step"})
     with pytest.raises(RecipeError, match="schedule 'plateau'"):
-        register("bad_recipe", view=VIEW, input_shapes=((2,),),
+        register("bad_recipe", view=ARRAYS_VIEW, input_shapes=((2,),),
                  recipe={"lr": 1e-3, "epochs": 2, "schedule": {"name": "plateau"}})
     with pytest.raises(RecipeError, match="keyframe_jitter"):
         register("bad_recipe", view="ststnet", input_shapes=((2,),),

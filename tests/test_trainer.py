@@ -10,40 +10,30 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from _models import ARRAYS_VIEW, LinearNet
 from torch import nn
 
 from mefeat.errors import ModelError
 from mefeat.models import register, scoped_registry
 from mefeat.train import LosoResult, TrainingError, loso_folds, train_loso
-from mefeat.views import View
 
 TRAIN = {"optimizer": "adam", "lr": 1e-2, "epochs": 3, "batch_size": 16, "loss": "cross_entropy"}
 
 
-class TinyNet(nn.Module):
+class TinyNet(LinearNet):
     """conv -> BatchNorm -> ReLU -> pool -> linear; dropout optional."""
 
     def __init__(self, *, num_classes: int = 3, dropout: float = 0.0) -> None:
-        super().__init__()
+        super().__init__(in_features=4 * 4 * 4, num_classes=num_classes)
         # no bias before BatchNorm: its gradient is rounding noise, which Adam turns into
         # full-size steps, so two correct implementations would drift apart
         self.conv = nn.Conv2d(2, 4, 3, padding=1, bias=False)
         self.bn = nn.BatchNorm2d(4)
         self.drop = nn.Dropout(dropout)
-        self.fc = nn.Linear(4 * 4 * 4, num_classes)
 
     def forward_features(self, x):
         x = torch.relu(self.bn(self.conv(x)))
         return self.drop(nn.functional.max_pool2d(x, 2).flatten(1))
-
-    def forward_head(self, f):
-        return self.fc(f)
-
-    def forward(self, x):
-        return self.forward_head(self.forward_features(x))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.fc = nn.Linear(self.fc.in_features, num_classes)
 
 
 class TwoInputNet(TinyNet):
@@ -69,20 +59,17 @@ class ItemNet(TinyNet):
         return super().forward(x)
 
 
-VIEW = View("test", (), lambda a, landmarks, src, **options: ())
-
-
 @pytest.fixture(autouse=True, scope="module")
 def tiny_models():
     """The tests' own models, registered for this module only."""
     with scoped_registry():
-        register("tiny_test_net", view=VIEW, input_shapes=((2, 8, 8),), recipe=TRAIN,
+        register("tiny_test_net", view=ARRAYS_VIEW, input_shapes=((2, 8, 8),), recipe=TRAIN,
                  options={"dropout": 0.0})(
             lambda *, num_classes=3, dropout=0.0: TinyNet(num_classes=num_classes,
                                                          dropout=dropout))
-        register("tiny_two_input", view=VIEW, input_shapes=((2, 8, 8), (5,)), recipe=TRAIN)(
+        register("tiny_two_input", view=ARRAYS_VIEW, input_shapes=((2, 8, 8), (5,)), recipe=TRAIN)(
             lambda *, num_classes=3: TwoInputNet(num_classes=num_classes))
-        register("tiny_item_net", view=VIEW, input_shapes=((2, 8, 8),), recipe=TRAIN)(
+        register("tiny_item_net", view=ARRAYS_VIEW, input_shapes=((2, 8, 8),), recipe=TRAIN)(
             lambda *, num_classes=3: ItemNet(num_classes=num_classes))
         yield
 
