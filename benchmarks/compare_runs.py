@@ -2,17 +2,18 @@
 
 UF1, UAR and accuracy of each run (pooled, MEGC 2019), overall and per dataset, their fold
 training time, how many samples the two runs predict alike, and a paired bootstrap over
-held-out subjects of the differences B - A: the 68 subjects of the composite drawn with
-replacement, both runs scored on the same draw, so the interval says how far the
-difference could move with other subjects (the sampling spread of the benchmark itself;
-the spread between seeds of one setting is not in it).
+held-out subjects of the differences B - A: each dataset's subjects drawn with replacement
+(the composite keeps its 24 CASME II, 28 SAMM and 16 SMIC subjects in every draw), both
+runs scored on the same draw, so the interval says how far the difference could move with
+other subjects (the sampling spread of the benchmark itself; the spread between seeds of
+one setting is not in it).
 
     python benchmarks/compare_runs.py benchmarks/results/bf16_check/htnet-fp32 \\
         benchmarks/results/bf16_check/htnet-bf16
     python benchmarks/compare_runs.py RUN_A RUN_B --draws 2000 --json
 
-Both folders are `mefeat train` run folders (their ``predictions.csv``, ``metrics.json``
-and ``run.json``) of one run each, over the same samples and classes.
+Both folders are `mefeat train` run folders, or `mefeat score --out` folders, of one run
+each over the same samples and classes (their ``predictions.csv`` and ``metrics.json``).
 """
 
 from __future__ import annotations
@@ -31,26 +32,33 @@ METRICS = ("uf1", "uar", "acc")
 
 
 def read_run(folder: Path) -> dict:
-    """The predictions of a run folder by sample key, with its classes and times."""
-    info = json.loads((folder / "run.json").read_text())
-    scores = json.loads((folder / "metrics.json").read_text())
-    with (folder / "predictions.csv").open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    if len({r["run"] for r in rows}) != 1:
-        raise SystemExit(f"{folder}: predictions.csv holds several runs; compare one run each")
-    rows.sort(key=lambda r: r["key"])
-    return {
-        "folder": str(folder),
-        "classes": info["classes"],
-        "keys": [r["key"] for r in rows],
-        "dataset": np.array([r["dataset"] for r in rows]),
-        "subject": np.array([r["subject"] for r in rows]),
-        "label": np.array([int(r["label"]) for r in rows]),
-        "prediction": np.array([int(r["prediction"]) for r in rows]),
-        "fold_seconds": sum(scores["fold_seconds"].values()),
-        "counting": scores.get("counting"),
-        "precision": scores["settings"].get("precision_run"),
-    }
+    """The predictions of a run folder by sample key, with its classes, policy and times."""
+    try:
+        m = json.loads((folder / "metrics.json").read_text())
+        with (folder / "predictions.csv").open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        runs = {r["run"] for r in rows}
+        if len(runs) != 1:
+            raise SystemExit(f"{folder}: predictions.csv holds {len(runs)} runs; "
+                             "compare folders of one run each")
+        rows.sort(key=lambda r: r["key"])
+        return {
+            "folder": str(folder),
+            "classes": m["classes"],
+            "selection": m["selection"],
+            "epochs": m["epochs"],
+            "partial": m["partial"],
+            "precision": m["settings"].get("precision_run"),
+            "fold_seconds": sum(m["fold_seconds"].values()),
+            "keys": [r["key"] for r in rows],
+            "dataset": np.array([r["dataset"] for r in rows]),
+            "subject": np.array([r["subject"] for r in rows]),
+            "label": np.array([int(r["label"]) for r in rows]),
+            "prediction": np.array([int(r["prediction"]) for r in rows]),
+        }
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        what = f"no field {e}" if isinstance(e, KeyError) else str(e)
+        raise SystemExit(f"{folder}: not a finished run folder ({what})") from None
 
 
 def scores(run: dict, num_classes: int, mask: np.ndarray | None = None) -> dict[str, float]:
@@ -63,24 +71,29 @@ def scores(run: dict, num_classes: int, mask: np.ndarray | None = None) -> dict[
 
 
 def paired_bootstrap(a: dict, b: dict, num_classes: int, draws: int, seed: int) -> dict:
-    """Differences B - A over ``draws`` resamplings of the held-out subjects: the observed
-    difference, the 2.5 and 97.5 percentiles, and the share of draws with B below A."""
-    subjects = np.unique(a["subject"])
-    members = [np.flatnonzero(a["subject"] == s) for s in subjects]
+    """Differences B - A over ``draws`` resamplings of the held-out subjects, each dataset's
+    among its own: the observed difference, the 2.5 and 97.5 percentiles, and the share of
+    draws with B below A."""
+    strata = []  # per dataset: the sample indices of each of its subjects
+    for d in np.unique(a["dataset"]):
+        subjects = np.unique(a["subject"][a["dataset"] == d])
+        strata.append([np.flatnonzero(a["subject"] == s) for s in subjects])
     rng = np.random.default_rng(seed)
     diffs = {k: np.empty(draws) for k in METRICS}
-    for d in range(draws):
-        idx = np.concatenate([members[i] for i in rng.integers(0, len(subjects), len(subjects))])
+    for n in range(draws):
+        idx = np.concatenate([members[i] for members in strata
+                              for i in rng.integers(0, len(members), len(members))])
         ta, pa, pb = a["label"][idx], a["prediction"][idx], b["prediction"][idx]
         ma, mb = metrics(ta, pa, num_classes), metrics(ta, pb, num_classes)
         for k in METRICS:
-            diffs[k][d] = mb[k] - ma[k]
+            diffs[k][n] = mb[k] - ma[k]
     observed_a, observed_b = scores(a, num_classes), scores(b, num_classes)
     return {k: {"difference": observed_b[k] - observed_a[k],
                 "low": float(np.percentile(diffs[k], 2.5)),
                 "high": float(np.percentile(diffs[k], 97.5)),
                 "b_below_a": float(np.mean(diffs[k] < 0))}
-            for k in METRICS} | {"subjects": len(subjects), "draws": draws, "seed": seed}
+            for k in METRICS} | {"subjects": sum(map(len, strata)), "draws": draws,
+                                 "seed": seed}
 
 
 def compare(a: dict, b: dict, draws: int, seed: int) -> dict:
@@ -90,13 +103,17 @@ def compare(a: dict, b: dict, draws: int, seed: int) -> dict:
         raise SystemExit(f"{a['folder']} and {b['folder']} use other classes")
     if not np.array_equal(a["subject"], b["subject"]):
         raise SystemExit(f"{a['folder']} and {b['folder']} hold out other subjects")
+    for run in (a, b):
+        if run["partial"]:
+            raise SystemExit(f"{run['folder']}: the run is partial (folds or runs missing)")
     c = len(a["classes"])
     datasets = sorted(set(a["dataset"]))
     out = {"runs": []}
     for run in (a, b):
         out["runs"].append({
             "folder": run["folder"], "precision": run["precision"],
-            "counting": run["counting"], "fold_seconds": run["fold_seconds"],
+            "selection": run["selection"], "epochs": run["epochs"],
+            "fold_seconds": run["fold_seconds"],
             "overall": scores(run, c),
             "per_dataset": {d: scores(run, c, run["dataset"] == d) for d in datasets},
         })
@@ -108,23 +125,24 @@ def compare(a: dict, b: dict, draws: int, seed: int) -> dict:
 
 def markdown(res: dict) -> str:
     datasets = list(res["runs"][0]["per_dataset"])
-    head = ("| run | UF1 | UAR | acc | "
+    head = ("| run | precision | selection | epochs | UF1 | UAR | acc | "
             + " | ".join(f"{d} UF1 / UAR" for d in datasets) + " | fold training |")
-    lines = [head, "|" + "---|" * (5 + len(datasets))]
+    lines = [head, "|" + "---|" * (8 + len(datasets))]
     for r in res["runs"]:
         o, per = r["overall"], r["per_dataset"]
         secs = r["fold_seconds"]
         lines.append(
-            f"| {Path(r['folder']).name} | {o['uf1']:.4f} | {o['uar']:.4f} | {o['acc']:.4f} | "
+            f"| {Path(r['folder']).name} | {r['precision']} | {r['selection']} | {r['epochs']} "
+            f"| {o['uf1']:.4f} | {o['uar']:.4f} | {o['acc']:.4f} | "
             + " | ".join(f"{per[d]['uf1']:.4f} / {per[d]['uar']:.4f}" for d in datasets)
             + f" | {secs:.0f} s |")
     bs = res["bootstrap"]
     lines.append("")
     lines.append(f"Same prediction: {res['same_prediction']} of {res['samples']} samples "
                  f"({res['same_prediction'] / res['samples']:.0%}).")
-    lines.append(f"B - A, paired bootstrap over the {bs['subjects']} held-out subjects "
-                 f"({bs['draws']} draws, seed {bs['seed']}): 95 % interval, share of draws "
-                 "with B below A")
+    lines.append(f"B - A, paired bootstrap over the {bs['subjects']} held-out subjects, "
+                 f"drawn within each dataset ({bs['draws']} draws, seed {bs['seed']}): "
+                 "95 % interval, share of draws with B below A")
     for k in METRICS:
         v = bs[k]
         lines.append(f"- {k.upper()}: {v['difference']:+.4f} [{v['low']:+.4f}, "
