@@ -41,6 +41,11 @@ from scale_rehearsal import (  # noqa: E402
 MODELS = ("offapexnet", "dual_inception", "offtanet", "htnet", "causalnet")
 STORE_OF = {"causalnet": "causalnet"}  # the others read the HTNet images (STSTNet's too)
 BASE_EPOCHS = 2  # epochs of a fold before the timed ones (see fold_throughput)
+TRIES = 3  # pairs of folds timed before a timing is refused as noise (see fold_throughput)
+
+
+class NoisyTiming(SystemExit):
+    """The longer fold took no longer than the shorter one in every try."""
 
 
 def fold_throughput(model: str, data, *, device: str, epochs: int, precision: str,
@@ -52,7 +57,9 @@ def fold_throughput(model: str, data, *, device: str, epochs: int, precision: st
     optimizer's state and the activations' memory are new to the process then (CausalNet's
     second step, 15 s in bf16 against 7–8 s for each later one, took 600 000 page faults).
     What the ``base``-epoch fold takes beyond ``base`` steady epochs is counted once a fold
-    in the projected LOSO."""
+    in the projected LOSO. A pair in which the longer fold took no longer than the shorter
+    (the machine's noise beyond the epochs timed) is timed again, up to ``TRIES`` pairs; then
+    the timing is refused (:class:`NoisyTiming`) rather than reported negative."""
     from mefeat.train import train_loso
 
     first = sorted(set(data.subjects))[0]
@@ -63,12 +70,16 @@ def fold_throughput(model: str, data, *, device: str, epochs: int, precision: st
         return res.fold_seconds[first], res.settings
 
     fold_seconds(1)  # warm-up: kernels, allocator, first-call costs
-    start, _ = fold_seconds(base)
-    more, settings = fold_seconds(base + epochs)
-    if more <= start:
-        raise SystemExit(f"{model} {precision}: a fold of {base + epochs} epochs took no longer "
-                         f"than one of {base} ({more:.3f} s, {start:.3f} s): the machine's "
-                         "noise exceeds the epochs timed; give more --epochs")
+    for _ in range(TRIES):
+        start, _ = fold_seconds(base)
+        more, settings = fold_seconds(base + epochs)
+        if more > start:
+            break
+    else:
+        raise NoisyTiming(f"{model} {precision}: in {TRIES} tries, a fold of {base + epochs} "
+                          f"epochs took no longer than one of {base} (last {more:.3f} s, "
+                          f"{start:.3f} s): the machine's noise exceeds the epochs timed; give "
+                          "more --epochs")
     per_epoch = (more - start) / epochs
     n_train = int((data.subjects != first).sum())
     return {"seconds": more - start, "n_train": n_train, "epochs": epochs,
