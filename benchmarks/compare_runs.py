@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mefeat.metrics import metrics
+from mefeat.metrics import metrics, metrics_table
 
 METRICS = ("uf1", "uar", "acc")
 
@@ -61,19 +61,18 @@ def read_run(folder: Path) -> dict:
         raise SystemExit(f"{folder}: not a finished run folder ({what})") from None
 
 
-def scores(run: dict, num_classes: int, mask: np.ndarray | None = None) -> dict[str, float]:
-    """UF1, UAR, accuracy of the run's predictions (those of ``mask`` only, if given)."""
-    t, p = run["label"], run["prediction"]
-    if mask is not None:
-        t, p = t[mask], p[mask]
-    m = metrics(t, p, num_classes)
-    return {k: m[k] for k in METRICS}
+def scores(run: dict, num_classes: int) -> dict:
+    """UF1, UAR and accuracy of the run's pooled predictions, overall and per dataset."""
+    table = metrics_table({c: run[c] for c in ("label", "prediction", "dataset")},
+                          num_classes)
+    pick = lambda m: {k: m[k] for k in METRICS}  # noqa: E731
+    return {"overall": pick(table["overall"]),
+            "per_dataset": {d: pick(m) for d, m in table["per_dataset"].items()}}
 
 
 def paired_bootstrap(a: dict, b: dict, num_classes: int, draws: int, seed: int) -> dict:
     """Differences B - A over ``draws`` resamplings of the held-out subjects, each dataset's
-    among its own: the observed difference, the 2.5 and 97.5 percentiles, and the share of
-    draws with B below A."""
+    among its own: their 2.5 and 97.5 percentiles, and the share of draws with B below A."""
     strata = []  # per dataset: the sample indices of each of its subjects
     for d in np.unique(a["dataset"]):
         subjects = np.unique(a["subject"][a["dataset"] == d])
@@ -87,9 +86,7 @@ def paired_bootstrap(a: dict, b: dict, num_classes: int, draws: int, seed: int) 
         ma, mb = metrics(ta, pa, num_classes), metrics(ta, pb, num_classes)
         for k in METRICS:
             diffs[k][n] = mb[k] - ma[k]
-    observed_a, observed_b = scores(a, num_classes), scores(b, num_classes)
-    return {k: {"difference": observed_b[k] - observed_a[k],
-                "low": float(np.percentile(diffs[k], 2.5)),
+    return {k: {"low": float(np.percentile(diffs[k], 2.5)),
                 "high": float(np.percentile(diffs[k], 97.5)),
                 "b_below_a": float(np.mean(diffs[k] < 0))}
             for k in METRICS} | {"subjects": sum(map(len, strata)), "draws": draws,
@@ -107,19 +104,16 @@ def compare(a: dict, b: dict, draws: int, seed: int) -> dict:
         if run["partial"]:
             raise SystemExit(f"{run['folder']}: the run is partial (folds or runs missing)")
     c = len(a["classes"])
-    datasets = sorted(set(a["dataset"]))
-    out = {"runs": []}
-    for run in (a, b):
-        out["runs"].append({
-            "folder": run["folder"], "precision": run["precision"],
-            "selection": run["selection"], "epochs": run["epochs"],
-            "fold_seconds": run["fold_seconds"],
-            "overall": scores(run, c),
-            "per_dataset": {d: scores(run, c, run["dataset"] == d) for d in datasets},
-        })
+    out = {"runs": [{"folder": run["folder"], "precision": run["precision"],
+                     "selection": run["selection"], "epochs": run["epochs"],
+                     "fold_seconds": run["fold_seconds"]} | scores(run, c)
+                    for run in (a, b)]}
     out["same_prediction"] = int(np.sum(a["prediction"] == b["prediction"]))
     out["samples"] = len(a["keys"])
     out["bootstrap"] = paired_bootstrap(a, b, c, draws, seed)
+    score_a, score_b = (r["overall"] for r in out["runs"])
+    for k in METRICS:
+        out["bootstrap"][k]["difference"] = score_b[k] - score_a[k]
     return out
 
 

@@ -28,7 +28,7 @@ measured on a GPU: ``--no-rehearsal`` leaves it out) and writes ``OUT/gpu_check.
 7. training throughput (issue 29, ``benchmarks/train_throughput.py``): HTNet's and
    CausalNet's steady epochs by their recipes in float32 and in bf16 (autocast), GFLOP/s
    against the GPU's float32 and bf16 matmul peaks measured in the same process, and the
-   bf16 / fp32 ratio (the smoke run: Off-ApexNet on the CPU, 4 timed epochs).
+   bf16 / fp32 ratio (the smoke run: Off-ApexNet on the CPU, 6 timed epochs).
 
 ``--smoke`` runs the same steps on the CPU with 2 folds and 2 epochs, on a few light
 models and on the samples of 4 subjects (CausalNet's full-batch step on 435 samples takes

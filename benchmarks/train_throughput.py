@@ -134,12 +134,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=DATA, help="the shared features folder")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--epochs", type=int, default=None,
+    ap.add_argument("--epochs", type=int, default=2,
                     help="timed epochs beyond the first two (default: 2)")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results"
                     / "train_throughput")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
+    if args.epochs < 1:
+        ap.error("--epochs must be at least 1")
     from mefeat.provenance import environment
 
     torch.set_num_threads(args.threads)
@@ -154,10 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for model in args.models.split(","):
             model = model.strip()
-            epochs = args.epochs or 2
             t0 = time.perf_counter()
             report["models"].append(measure(model, data_dir=args.data, device=args.device,
-                                            epochs=epochs, work=Path(tmp)))
+                                            epochs=args.epochs, work=Path(tmp)))
             print(f"  {model}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     write_report(args.out, f"{args.device.split(':')[0]}-{report['host']}-{report['threads']}t",
                  report, markdown(report), as_json=args.json)
